@@ -1,0 +1,194 @@
+"""The loader: interface.md's API on tiny synthetic files, error messages, the download
+path (file:// and loopback only, never the internet), and the real copy if CIFAR10_DIR is set."""
+import hashlib
+import os
+import pickle
+import time
+
+import numpy as np
+import pytest
+
+import cifar10_utils
+from cifar10_utils import CIFAR10Error
+from conftest import N_TEST, N_TRAIN_PER_BATCH, make_archive, write_fake_cifar
+
+N_TRAIN = 5 * N_TRAIN_PER_BATCH
+
+
+def md5_of(path):
+    return hashlib.md5(open(path, 'rb').read()).hexdigest()
+
+
+# ------------------------------------------------------------------ API
+
+def test_splits_shapes_and_access(fake_cifar_dir):
+    cifar10 = cifar10_utils.get_cifar10(fake_cifar_dir)
+    assert set(cifar10) == {'train', 'validation', 'test'}
+    assert cifar10.test is cifar10['test'] and cifar10.train is cifar10['train']
+    with pytest.raises(AttributeError, match="no split 'valid'"):
+        cifar10.valid
+    train, test = cifar10['train'], cifar10.test
+    assert train.images.shape == (N_TRAIN, 3, 32, 32) and train.images.dtype == np.float32
+    assert test.images.shape == (N_TEST, 3, 32, 32)
+    assert train.labels.shape == (N_TRAIN, 10) and test.labels.shape == (N_TEST, 10)
+    np.testing.assert_array_equal(train.labels.sum(axis=1), 1.0)
+    assert train.num_examples == N_TRAIN and cifar10['validation'].num_examples == 0
+    x, y = train.next_batch(7)
+    assert x.shape == (7, 3, 32, 32) and x.dtype == np.float32 and y.shape == (7, 10)
+
+
+def test_preprocessing_matches_the_raw_pixels(fake_cifar_dir):
+    raw = pickle.load(open(os.path.join(fake_cifar_dir, 'data_batch_1'), 'rb'), encoding='latin1')
+    train_raw = np.concatenate([pickle.load(open(os.path.join(fake_cifar_dir, name), 'rb'), encoding='latin1')['data']
+                                for name in cifar10_utils.TRAIN_FILES]).astype(np.float64)
+    mean = train_raw.mean(axis=0)
+    cifar10 = cifar10_utils.get_cifar10(fake_cifar_dir, one_hot=False)
+    first = cifar10.train.images[:N_TRAIN_PER_BATCH]
+    # channels first: values 0..1023 are red, 1024..2047 green, 2048..3071 blue
+    np.testing.assert_allclose(first.reshape(N_TRAIN_PER_BATCH, -1), raw['data'] - mean, atol=1e-4)
+    np.testing.assert_allclose(cifar10.train.images.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_array_equal(cifar10.train.labels[:N_TRAIN_PER_BATCH], raw['labels'])
+    assert cifar10.train.labels.dtype == np.int64
+
+
+def test_dense_labels_and_one_hot(fake_cifar_dir):
+    dense = cifar10_utils.get_cifar10(fake_cifar_dir, one_hot=False)
+    one_hot = cifar10_utils.get_cifar10(fake_cifar_dir, one_hot=True)
+    assert dense.test.labels.shape == (N_TEST,)
+    np.testing.assert_array_equal(one_hot.test.labels.argmax(axis=1), dense.test.labels)
+    np.testing.assert_array_equal(cifar10_utils.dense_to_one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
+
+
+def test_validation_split(fake_cifar_dir):
+    full = cifar10_utils.get_cifar10(fake_cifar_dir, one_hot=False)
+    split = cifar10_utils.get_cifar10(fake_cifar_dir, one_hot=False, validation_size=30)
+    assert split.validation.num_examples == 30 and split.train.num_examples == N_TRAIN - 30
+    np.testing.assert_array_equal(split.validation.images, full.train.images[:30])
+    np.testing.assert_array_equal(split.train.images, full.train.images[30:])
+    with pytest.raises(ValueError, match='validation_size'):
+        cifar10_utils.get_cifar10(fake_cifar_dir, validation_size=N_TRAIN + 1)
+
+
+def test_next_batch_cycles_and_reshuffles():
+    images = np.arange(10, dtype=np.float32).reshape(10, 1)
+    dataset = cifar10_utils.DataSet(images, np.arange(10))
+    np.random.seed(42)
+    first_epoch = [dataset.next_batch(4)[1] for _ in range(2)]
+    np.testing.assert_array_equal(np.concatenate(first_epoch), np.arange(8))  # stored order first
+    assert dataset.epochs_completed == 0
+    x, y = dataset.next_batch(4)  # only 2 left: a new, shuffled epoch starts
+    assert dataset.epochs_completed == 1
+    np.testing.assert_array_equal(x[:, 0], y)  # images and labels stay paired
+    second_epoch = np.concatenate([y, dataset.next_batch(4)[1]])
+    assert len(set(second_epoch.tolist())) == 8  # no repeats within an epoch
+    assert not np.array_equal(second_epoch, np.arange(8))
+    # np.random.seed makes the order reproducible
+    again = cifar10_utils.DataSet(images, np.arange(10))
+    np.random.seed(42)
+    batches = [again.next_batch(4)[1] for _ in range(4)]
+    np.testing.assert_array_equal(np.concatenate(batches[2:]), second_epoch)
+    with pytest.raises(ValueError, match='batch_size'):
+        dataset.next_batch(11)
+
+
+# ------------------------------------------------------------------ errors
+
+def test_missing_folder_without_download(tmp_path):
+    with pytest.raises(CIFAR10Error, match="data_batch_1' is missing"):
+        cifar10_utils.get_cifar10(str(tmp_path / 'nowhere'), download=False)
+
+
+def test_missing_batch_file(fake_cifar_dir):
+    os.remove(os.path.join(fake_cifar_dir, 'data_batch_3'))
+    with pytest.raises(CIFAR10Error, match="data_batch_3' is missing"):
+        cifar10_utils.get_cifar10(fake_cifar_dir)
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'garbage', 'wrong_shape'])
+def test_corrupt_batch_file(fake_cifar_dir, damage):
+    path = os.path.join(fake_cifar_dir, 'test_batch')
+    if damage == 'truncate':
+        payload = open(path, 'rb').read()
+        open(path, 'wb').write(payload[:len(payload) // 2])
+    elif damage == 'garbage':
+        open(path, 'wb').write(b'not a pickle at all')
+    else:
+        pickle.dump({'data': np.zeros((3, 100), np.uint8), 'labels': [0, 1, 2]}, open(path, 'wb'))
+    with pytest.raises(CIFAR10Error, match="test_batch' is corrupt or truncated.*delete it"):
+        cifar10_utils.get_cifar10(fake_cifar_dir)
+
+
+# ------------------------------------------------------------------ download
+
+@pytest.fixture
+def archive(tmp_path):
+    source = write_fake_cifar(tmp_path / 'source')
+    return make_archive(source, tmp_path / 'served.tar.gz')
+
+
+def test_download_from_local_url(tmp_path, archive, monkeypatch):
+    monkeypatch.setattr(cifar10_utils, 'CIFAR10_URL', 'file://' + archive)
+    monkeypatch.setattr(cifar10_utils, 'CIFAR10_MD5', md5_of(archive))
+    data_dir = tmp_path / 'data' / 'cifar-10-batches-py'
+    cifar10 = cifar10_utils.get_cifar10(str(data_dir))  # downloads, verifies, extracts, loads
+    assert cifar10.train.num_examples == N_TRAIN
+    assert sorted(os.listdir(data_dir)) == sorted(cifar10_utils.BATCH_FILES + ('batches.meta',))
+    assert os.path.isfile(tmp_path / 'data' / cifar10_utils.ARCHIVE_NAME)
+    assert not [name for name in os.listdir(tmp_path / 'data') if name.startswith('.') or name.endswith('.part')]
+
+
+def test_download_over_loopback_http(tmp_path, archive):
+    import functools
+    import http.server
+    import threading
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=os.path.dirname(archive))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f'http://127.0.0.1:{server.server_address[1]}/{os.path.basename(archive)}'
+        data_dir = tmp_path / 'http' / 'cifar10'  # any folder name works
+        cifar10_utils.maybe_download(str(data_dir), url=url, md5=md5_of(archive))
+    finally:
+        server.shutdown()
+    assert cifar10_utils.get_cifar10(str(data_dir), download=False).test.num_examples == N_TEST
+
+
+def test_checksum_mismatch_leaves_nothing(tmp_path, archive):
+    data_dir = tmp_path / 'data' / 'cifar-10-batches-py'
+    with pytest.raises(CIFAR10Error, match='checksum mismatch'):
+        cifar10_utils.maybe_download(str(data_dir), url='file://' + archive, md5='0' * 32)
+    assert os.listdir(tmp_path / 'data') == []
+
+
+def test_offline_download_error(tmp_path, monkeypatch):
+    monkeypatch.setenv('CIFAR10_URL', 'http://127.0.0.1:9/cifar-10-python.tar.gz')  # port 9: refused
+    data_dir = tmp_path / 'data' / 'cifar-10-batches-py'
+    with pytest.raises(CIFAR10Error, match='cannot download CIFAR-10 from http://127.0.0.1:9/.*download it by hand'):
+        cifar10_utils.get_cifar10(str(data_dir))
+    assert os.listdir(tmp_path / 'data') == []
+
+
+def test_unsafe_archive_member_is_refused(tmp_path):
+    source = write_fake_cifar(tmp_path / 'source')
+    evil = make_archive(source, tmp_path / 'evil.tar.gz', extra_members=[('../escaped.txt', b'gotcha')])
+    data_dir = tmp_path / 'target' / 'cifar-10-batches-py'
+    with pytest.raises(CIFAR10Error, match="unsafe member '../escaped.txt'"):
+        cifar10_utils.maybe_download(str(data_dir), url='file://' + evil, md5=md5_of(evil))
+    assert not os.path.exists(tmp_path / 'escaped.txt') and not os.path.exists(tmp_path / 'target' / 'escaped.txt')
+    assert not os.path.exists(data_dir)
+    assert [name for name in os.listdir(tmp_path / 'target') if name.startswith('.')] == []
+
+
+# ------------------------------------------------------------------ the real copy
+
+@pytest.mark.slow
+def test_real_cifar10(real_cifar_dir, real_cifar):
+    assert real_cifar.train.images.shape == (50000, 3, 32, 32)
+    assert real_cifar.test.images.shape == (10000, 3, 32, 32)
+    np.testing.assert_array_equal(real_cifar.train.labels.sum(axis=0), 5000)
+    np.testing.assert_array_equal(real_cifar.test.labels.sum(axis=0), 1000)
+    assert abs(float(real_cifar.train.images.mean())) < 1e-3
+    start = time.perf_counter()
+    cifar10_utils.get_cifar10(real_cifar_dir, download=False)
+    assert time.perf_counter() - start < 10  # ~1.4 s here; the README states the measured time
