@@ -156,10 +156,12 @@ class History:
         self.eval_time_s = 0.0
         self.extra = {}  # script-specific numbers for the summary (throughput, ...)
 
-    def add_train(self, first_step, losses):
+    def add_train(self, losses):
+        """Record the losses of the steps after the last recorded one."""
         if losses and hasattr(losses[0], 'detach'):  # torch: one host copy for the whole chunk
             import torch
             losses = torch.stack(losses).float().cpu().tolist()
+        first_step = self.train['step'][-1] + 1 if self.train['step'] else 1
         self.train['step'].extend(range(first_step, first_step + len(losses)))
         self.train['loss'].extend(float(loss) for loss in losses)
 
@@ -227,7 +229,7 @@ def train_loop(train_step, evaluate, history, max_steps, eval_freq, progress=Tru
             bar.update()
             is_eval = step % eval_freq == 0 or step == max_steps
             if is_eval or step % LOG_EVERY == 0:
-                history.add_train(step - len(pending) + 1, pending)
+                history.add_train(pending)
                 pending = []
                 recent = history.train['loss'][-LOG_EVERY:]
                 bar.set_postfix(loss=f'{np.mean(recent):.3f}', refresh=False)
@@ -245,7 +247,7 @@ def train_loop(train_step, evaluate, history, max_steps, eval_freq, progress=Tru
         else:
             history.status = 'completed'
     except KeyboardInterrupt:
-        history.add_train(step - len(pending) + 1, pending)
+        history.add_train(pending)
         history.status = 'interrupted'
     finally:
         history.time_s = time.perf_counter() - start
@@ -320,3 +322,211 @@ def smooth(values, window=None):
     idx = np.arange(1, len(values) + 1)
     lo = np.maximum(0, idx - window)
     return (cumsum[idx] - cumsum[lo]) / (idx - lo)
+
+
+# --------------------------------------------------------------------------- PyTorch helpers
+# (torch is imported inside each function, so importing this module stays NumPy-only)
+
+def to_tensors(split, device, memory_format=None):
+    """A DataSet's images and labels as tensors on `device`: images float32 [N, 3, 32, 32]
+    (in `memory_format` if given), labels int64 class indices [N] (one-hot is converted)."""
+    import torch
+    labels = split.labels.argmax(1) if split.labels.ndim == 2 else split.labels
+    images = torch.from_numpy(split.images).to(device)
+    if memory_format is not None:
+        images = images.contiguous(memory_format=memory_format)
+    return images, torch.from_numpy(labels).long().to(device)
+
+
+class TensorBatches:
+    """Endless mini-batches from tensors kept on one device: a fresh random permutation
+    per epoch, drawn on that device, so a GPU never waits for the host. The incomplete
+    last batch of an epoch is dropped. `augment`: a function applied to each image batch."""
+
+    def __init__(self, images, labels, batch_size, augment=None):
+        if not 0 < batch_size <= len(images):
+            raise ValueError(f'batch_size must be in 1..{len(images)}, got {batch_size}')
+        self.images, self.labels, self.batch_size, self.augment = images, labels, batch_size, augment
+        self.epochs_completed = -1
+        self._order, self._position = None, len(images)
+
+    def next(self):
+        import torch
+        if self._position + self.batch_size > len(self.images):
+            self._order = torch.randperm(len(self.images), device=self.images.device)
+            self._position = 0
+            self.epochs_completed += 1
+        idx = self._order[self._position:self._position + self.batch_size]
+        self._position += self.batch_size
+        x = self.images.index_select(0, idx)
+        return (self.augment(x) if self.augment else x), self.labels.index_select(0, idx)
+
+
+def random_crop_flip(images, padding=4):
+    """Per-image random crop (zero padding) and horizontal flip of a [B, C, H, W] batch,
+    on its device. torchvision.transforms.v2 draws one crop per call, i.e. per batch;
+    one call per image would cost more than an MLP training step, so this indexes all
+    crops at once instead."""
+    import torch
+    batch, _, height, width = images.shape
+    device = images.device
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    top = torch.randint(0, 2 * padding + 1, (batch, 1, 1), device=device)
+    left = torch.randint(0, 2 * padding + 1, (batch, 1, 1), device=device)
+    flip = torch.rand(batch, 1, 1, device=device) < 0.5
+    cols = torch.arange(width, device=device).view(1, 1, width)
+    cols = torch.where(flip, width - 1 - cols, cols) + left  # [B, 1, W]: flipped columns read right to left
+    rows = torch.arange(height, device=device).view(1, height, 1) + top  # [B, H, 1]
+    flat = (rows * (width + 2 * padding) + cols).flatten(1)  # [B, H*W] positions in the padded image
+    crops = padded.flatten(2).gather(2, flat.unsqueeze(1).expand(-1, images.shape[1], -1))
+    return crops.view(images.shape)
+
+
+def evaluate(model, images, labels, batch_size=1000, loss_fn=None, autocast_dtype=None):
+    """(mean loss, accuracy) of `model` on all of (images, labels) in eval mode without
+    gradients; sums stay on the device and are read back once at the end."""
+    import torch
+    loss_fn = loss_fn or torch.nn.functional.cross_entropy
+    was_training = model.training
+    model.eval()
+    total_loss = torch.zeros((), device=images.device)
+    correct = torch.zeros((), device=images.device, dtype=torch.long)
+    with torch.inference_mode(), torch.autocast(images.device.type, dtype=autocast_dtype,
+                                                enabled=autocast_dtype is not None):
+        for start in range(0, len(images), batch_size):
+            x, y = images[start:start + batch_size], labels[start:start + batch_size]
+            logits = model(x).float()
+            total_loss += loss_fn(logits, y, reduction='sum')
+            correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    return total_loss.item() / len(images), correct.item() / len(images)
+
+
+OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'adamw')
+SCHEDULERS = ('none', 'step', 'cosine', 'onecycle')
+
+
+def make_optimizer(name, params, lr, weight_decay=0.0, momentum=0.9):
+    """'sgd' (plain), 'momentum', 'nesterov', 'adam' or 'adamw'. Adam and AdamW use
+    the fused kernels on CPU and CUDA (one kernel for all parameters; faster here,
+    see benchmarks/bench_convnet_cpu.py)."""
+    import torch
+    params = list(params)
+    fused = all(p.device.type in ('cpu', 'cuda') for p in params) or None
+    if name == 'sgd':
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    if name in ('momentum', 'nesterov'):
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=name == 'nesterov',
+                               weight_decay=weight_decay)
+    if name == 'adam':
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
+    if name == 'adamw':
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+    raise ValueError(f'optimizer must be one of {OPTIMIZERS}, got {name!r}')
+
+
+def make_scheduler(name, optimizer, total_steps, warmup_steps=0):
+    """Per-step learning-rate schedule: 'none', 'step' (x0.1 at 50% and 75%), 'cosine'
+    (to 0), 'onecycle' (warm-up then cosine down; its warm-up is 30% unless warmup_steps
+    is given). warmup_steps > 0 adds a linear warm-up in front of 'none', 'step' and 'cosine'."""
+    import torch
+    from torch.optim import lr_scheduler
+    if name == 'onecycle':
+        max_lrs = [group['lr'] for group in optimizer.param_groups]
+        pct = warmup_steps / total_steps if warmup_steps else 0.3
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=max_lrs, total_steps=total_steps, pct_start=pct)
+    main_steps = max(1, total_steps - warmup_steps)
+    if name == 'none':
+        main = lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    elif name == 'step':
+        main = lr_scheduler.MultiStepLR(optimizer, milestones=[main_steps // 2, main_steps * 3 // 4], gamma=0.1)
+    elif name == 'cosine':
+        main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=main_steps)
+    else:
+        raise ValueError(f'scheduler must be one of {SCHEDULERS}, got {name!r}')
+    if not warmup_steps:
+        return main
+    warmup = lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup_steps, total_iters=warmup_steps)
+    return lr_scheduler.SequentialLR(optimizer, [warmup, main], milestones=[warmup_steps])
+
+
+def add_torch_args(parser, presets, optimizer='sgd'):
+    """The tuning flags both PyTorch scripts share."""
+    parser.add_argument('--optimizer', choices=OPTIMIZERS, default=optimizer,
+                        help='sgd is plain SGD; momentum and nesterov use --momentum')
+    parser.add_argument('--momentum', type=nonnegative_float, default=0.9, help='for momentum and nesterov')
+    parser.add_argument('--weight_decay', type=nonnegative_float, default=0.0)
+    parser.add_argument('--scheduler', choices=SCHEDULERS, default='none', help='per-step learning-rate schedule')
+    parser.add_argument('--warmup_steps', type=nonnegative_int, default=0, help='linear learning-rate warm-up')
+    parser.add_argument('--label_smoothing', type=nonnegative_float, default=0.0)
+    parser.add_argument('--augment', action='store_true', help='random crop (padding 4) and horizontal flip')
+    parser.add_argument('--epochs', type=positive_float, default=None,
+                        help='train this many epochs of the training set (overrides --max_steps)')
+    parser.add_argument('--device', default='auto', help='auto (cuda, mps, cpu) or a torch device name')
+    parser.add_argument('--preset', choices=sorted(presets), default=None,
+                        help='a recorded configuration (see PRESETS in the script); explicit flags still win')
+
+
+def parse_args(parser, presets):
+    """Parse, applying --preset's values as defaults so explicit flags still win."""
+    args = parser.parse_args()
+    if args.preset:
+        parser.set_defaults(**presets[args.preset])
+        args = parser.parse_args()
+    if args.label_smoothing >= 1:
+        parser.error(f'argument --label_smoothing: must be < 1, got {args.label_smoothing}')
+    return args
+
+
+def train_torch(model, cifar10, config, device, output_dir=None, progress=True):
+    """Train a PyTorch classifier on CIFAR-10 splits as `config` says; return the run record.
+
+    config keys: learning_rate, max_steps (or epochs), batch_size, eval_freq, optimizer,
+    momentum, weight_decay, scheduler, warmup_steps, label_smoothing, augment, and
+    optionally channels_last, compile, eval_batch_size. The data stay on `device`;
+    on CUDA the steps run under bf16 autocast. The best model's state_dict goes to
+    output_dir/best_model.pt. Seed before building the model: batches continue the
+    same torch RNG.
+    """
+    import torch
+    c = config
+    memory_format = torch.channels_last if c.get('channels_last') else torch.contiguous_format
+    autocast_dtype = torch.bfloat16 if device.type == 'cuda' else None  # CPU: float32 measured fastest
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+    train_x, train_y = to_tensors(cifar10['train'], device, memory_format)
+    test_x, test_y = to_tensors(cifar10['test'], device, memory_format)
+    if c.get('epochs'):
+        c['max_steps'] = math.ceil(c['epochs'] * len(train_x) / c['batch_size'])
+    model = model.to(device, memory_format=memory_format)
+    opt = make_optimizer(c['optimizer'], model.parameters(), c['learning_rate'], c['weight_decay'], c['momentum'])
+    sched = make_scheduler(c['scheduler'], opt, c['max_steps'], c['warmup_steps'])
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=c['label_smoothing'])
+    batches = TensorBatches(train_x, train_y, c['batch_size'], augment=random_crop_flip if c['augment'] else None)
+    forward = torch.compile(model) if c.get('compile') else model
+
+    def train_step(step):
+        x, y = batches.next()
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = loss_fn(forward(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        return loss.detach()  # no .item(): the host reads losses back every LOG_EVERY steps
+
+    best_accuracy = [-1.0]
+
+    def evaluate_and_keep_best():
+        loss, acc = evaluate(forward, test_x, test_y, c.get('eval_batch_size', 1000), autocast_dtype=autocast_dtype)
+        if acc > best_accuracy[0] and output_dir:
+            best_accuracy[0] = acc
+            os.makedirs(output_dir, exist_ok=True)
+            torch.save({'state_dict': model.state_dict(), 'config': c}, os.path.join(output_dir, 'best_model.pt'))
+        return loss, acc
+
+    history = History(c)
+    train_loop(train_step, evaluate_and_keep_best, history, c['max_steps'], c['eval_freq'], progress, desc=c['name'])
+    steps, train_time = len(history.train['step']), history.time_s - history.eval_time_s
+    history.extra['train_images_per_s'] = round(steps * c['batch_size'] / train_time, 1) if steps else None
+    return finish(history, output_dir, quiet=not progress)

@@ -20,10 +20,17 @@ def run_script(script, *args, env=None):
                           cwd=ROOT, timeout=300, env={**os.environ, **(env or {})})
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+def run_main_in_process(module, args, monkeypatch, capsys):
+    """Call a script's main() with these command-line args; returns (exit code, stderr)."""
+    monkeypatch.setattr('sys.argv', [module.__file__, *args])
+    with pytest.raises(SystemExit) as exit_info:
+        module.run_cli(module.main)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def assert_one_line_error(stderr, *fragments):
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
     assert 'error:' in lines[0]
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
@@ -61,17 +68,17 @@ def test_cli_smoke_run(fake_cifar_dir, tmp_path):
     ('--dnn_hidden_units', '100,abc', "comma-separated positive integers"),
     ('--dnn_hidden_units', '100,-5', "comma-separated positive integers"),
 ])
-def test_cli_rejects_bad_flags(fake_cifar_dir, flag, value, fragment):
-    result = run_script('train_mlp_numpy.py', '--data_dir', fake_cifar_dir, flag, value)
-    assert result.returncode == 2
-    assert_one_line_error(result, flag, fragment)
+def test_cli_rejects_bad_flags(fake_cifar_dir, flag, value, fragment, monkeypatch, capsys):
+    code, stderr = run_main_in_process(train_mlp_numpy, ['--data_dir', fake_cifar_dir, flag, value], monkeypatch, capsys)
+    assert code == 2
+    assert_one_line_error(stderr, flag, fragment)
 
 
 def test_cli_missing_data_is_one_line(tmp_path):
     result = run_script('train_mlp_numpy.py', '--data_dir', str(tmp_path / 'none' / 'cifar-10-batches-py'),
                         env={'CIFAR10_URL': 'http://127.0.0.1:9/cifar-10-python.tar.gz'})
     assert result.returncode == 1
-    assert_one_line_error(result, 'cannot download CIFAR-10')
+    assert_one_line_error(result.stderr, 'cannot download CIFAR-10')
 
 
 def test_train_from_python_returns_history(fake_cifar_dir):

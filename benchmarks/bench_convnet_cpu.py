@@ -1,0 +1,74 @@
+"""Which CPU settings train the ConvNet fastest here: memory format x Adam implementation
+x thread count, measured interleaved over several rounds (this machine's speed drifts).
+
+    python benchmarks/bench_convnet_cpu.py --rounds 5 --json docs/results/bench_convnet_cpu.json
+
+Prints training images/s (median over rounds) for each setting on random data with the
+default batch size 32.
+"""
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from convnet_pytorch import ConvNet  # noqa: E402
+
+BATCH_SIZE = 32
+WARMUP_STEPS = 3
+
+
+def images_per_second(arch, channels_last, fused, threads, steps):
+    torch.set_num_threads(threads)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = ConvNet(3, 10, arch).to(memory_format=memory_format)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused)
+    x = torch.randn(BATCH_SIZE, 3, 32, 32).contiguous(memory_format=memory_format)
+    y = torch.randint(0, 10, (BATCH_SIZE,))
+
+    def step():
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(WARMUP_STEPS):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return BATCH_SIZE * steps / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument('--arch', default='vgg')
+    parser.add_argument('--rounds', type=int, default=5)
+    parser.add_argument('--steps', type=int, default=10, help='timed steps per setting and round')
+    parser.add_argument('--threads', default=f'{torch.get_num_threads()}', help='comma-separated thread counts')
+    parser.add_argument('--json', default=None)
+    args = parser.parse_args()
+    settings = list(itertools.product([True, False], [False, True], [int(t) for t in args.threads.split(',')]))
+    results = {s: [] for s in settings}
+    for _ in range(args.rounds):
+        for setting in settings:
+            results[setting].append(images_per_second(args.arch, *setting, args.steps))
+    rows = []
+    for (channels_last, fused, threads), values in results.items():
+        rows.append({'arch': args.arch, 'channels_last': channels_last, 'adam': 'fused' if fused else 'default',
+                     'threads': threads, 'median_images_per_s': round(float(np.median(values)), 1),
+                     'all': [round(v, 1) for v in values]})
+        print(json.dumps(rows[-1]))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'batch_size': BATCH_SIZE, 'steps': args.steps, 'rounds': args.rounds, 'rows': rows}, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,133 @@
+"""ConvNet: Table 1 exactly (layers and parameter count), the pre-activation variant,
+input checks, learning on synthetic data, the training CLI."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import train_convnet_pytorch
+from convnet_pytorch import ConvNet, PreActBlock
+from test_train_mlp_numpy import assert_one_line_error, assert_run_outputs, run_main_in_process, run_script
+
+# Table 1 of the assignment, as printed: (name, kernel, stride, padding, channels in, out)
+TABLE_1 = [
+    ('conv1', 3, 1, 1, 3, 64), ('maxpool1', 3, 2, 1, 64, 64),
+    ('conv2', 3, 1, 1, 64, 128), ('maxpool2', 3, 2, 1, 128, 128),
+    ('conv3_a', 3, 1, 1, 128, 256), ('conv3_b', 3, 1, 1, 256, 256), ('maxpool3', 3, 2, 1, 256, 256),
+    ('conv4_a', 3, 1, 1, 256, 512), ('conv4_b', 3, 1, 1, 512, 512), ('maxpool4', 3, 2, 1, 512, 512),
+    ('conv5_a', 3, 1, 1, 512, 512), ('conv5_b', 3, 1, 1, 512, 512), ('maxpool5', 3, 2, 1, 512, 512),
+]
+
+
+def test_table_1_layer_sequence():
+    model = ConvNet(3, 10)
+    names = [name for name, _ in model.features.named_children()]
+    assert names == [row[0] for row in TABLE_1]
+    for name, kernel, stride, padding, c_in, c_out in TABLE_1:
+        block = getattr(model.features, name)
+        if name.startswith('maxpool'):
+            assert isinstance(block, nn.MaxPool2d)
+            assert (block.kernel_size, block.stride, block.padding) == (kernel, stride, padding)
+        else:  # conv -> BatchNorm -> ReLU
+            conv, bn, relu = block
+            assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and isinstance(relu, nn.ReLU)
+            assert conv.kernel_size == (kernel, kernel) and conv.stride == (stride, stride)
+            assert conv.padding == (padding, padding)
+            assert (conv.in_channels, conv.out_channels, bn.num_features) == (c_in, c_out, c_out)
+    linear = model.head[-1]
+    assert isinstance(linear, nn.Linear) and (linear.in_features, linear.out_features) == (512, 10)
+
+
+def test_table_1_parameter_count():
+    # per conv block: 3x3 weights + bias, BatchNorm scale + shift; then the 512 -> 10 linear layer
+    expected = sum(k * k * c_in * c_out + c_out + 2 * c_out
+                   for name, k, _, _, c_in, c_out in TABLE_1 if name.startswith('conv'))
+    expected += 512 * 10 + 10
+    assert sum(p.numel() for p in ConvNet(3, 10).parameters()) == expected == 9_231_114
+
+
+def test_preact_variant_shapes():
+    model = ConvNet(3, 10, arch='preact')
+    x = torch.randn(2, 3, 32, 32)
+    sizes = {}
+    for name, layer in model.features.named_children():
+        x = layer(x)
+        sizes[name] = tuple(x.shape[1:])
+    assert sizes['conv0'] == (64, 32, 32) and sizes['PreAct1'] == (64, 32, 32)
+    assert sizes['maxpool1'] == (128, 16, 16) and sizes['PreAct2_b'] == (128, 16, 16)
+    assert sizes['maxpool2'] == (256, 8, 8) and sizes['maxpool3'] == (512, 4, 4)
+    assert sizes['maxpool4'] == (512, 2, 2) and sizes['maxpool5'] == (512, 1, 1)
+    assert sum(isinstance(m, PreActBlock) for m in model.modules()) == 9
+    assert isinstance(model.head[0], nn.BatchNorm2d) and isinstance(model.head[1], nn.ReLU)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_preact_block_is_residual():
+    block = PreActBlock(8)
+    nn.init.zeros_(block.conv.weight)
+    nn.init.zeros_(block.conv.bias)
+    x = torch.randn(2, 8, 4, 4)
+    assert torch.equal(block(x), x)  # x + Conv(ReLU(BN(x))) with a zero convolution is the identity
+
+
+@pytest.mark.parametrize('shape', [(2, 1, 32, 32), (2, 3, 28, 28), (3, 32, 32)])
+def test_wrong_input_shape(shape):
+    with pytest.raises(ValueError, match=r'expects input \[batch, 3, 32, 32\], got'):
+        ConvNet(3, 10)(torch.randn(*shape))
+
+
+def test_bad_arch():
+    with pytest.raises(ValueError, match='arch must be one of'):
+        ConvNet(3, 10, arch='resnet')
+
+
+@pytest.mark.parametrize('arch', ['vgg', 'preact'])
+def test_few_steps_lower_the_loss(arch):
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 32, 32)
+    y = torch.arange(8) % 10
+    model = ConvNet(3, 10, arch)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(4):
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_cli_smoke_run(fake_cifar_dir, tmp_path):
+    out = tmp_path / 'run'
+    result = run_script('train_convnet_pytorch.py', '--data_dir', fake_cifar_dir, '--max_steps', '3', '--eval_freq', '2',
+                        '--batch_size', '4', '--augment', '--scheduler', 'onecycle', '--output_dir', str(out))
+    assert result.returncode == 0, result.stderr
+    record = assert_run_outputs(out, [2, 3])
+    assert record['config']['optimizer'] == 'adam' and record['config']['learning_rate'] == 1e-4
+    assert record['summary']['train_images_per_s'] > 0
+    state = torch.load(out / 'best_model.pt')['state_dict']
+    model = ConvNet(3, 10)
+    model.load_state_dict(state)
+
+
+@pytest.mark.parametrize('name', sorted(train_convnet_pytorch.PRESETS))
+def test_presets_run(name, fake_cifar_dir, tmp_path):
+    record = train_convnet_pytorch.train(**{**train_convnet_pytorch.PRESETS[name], 'epochs': None, 'max_steps': 2,
+                                            'batch_size': 4, 'eval_freq': 2},
+                                         data_dir=fake_cifar_dir, progress=False)
+    assert record['summary']['status'] == 'completed'
+    json.dumps(record)
+
+
+@pytest.mark.parametrize('flag, value, fragment', [
+    ('--arch', 'resnet', 'invalid choice'),
+    ('--batch_size', '0', 'must be > 0'),
+    ('--scheduler', 'linear', 'invalid choice'),
+])
+def test_cli_rejects_bad_flags(fake_cifar_dir, flag, value, fragment, monkeypatch, capsys):
+    code, stderr = run_main_in_process(train_convnet_pytorch, ['--data_dir', fake_cifar_dir, flag, value],
+                                       monkeypatch, capsys)
+    assert code == 2
+    assert_one_line_error(stderr, flag, fragment)

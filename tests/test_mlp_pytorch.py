@@ -1,0 +1,160 @@
+"""PyTorch MLP: shapes, exact agreement with the NumPy MLP, every option, presets, CLI."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import train_mlp_pytorch
+from mlp_numpy import MLP as NumpyMLP
+from mlp_pytorch import ACTIVATIONS, INITS, MLP, NORMS, WEIGHT_INIT_STD
+from modules import CrossEntropyModule
+from test_train_mlp_numpy import assert_one_line_error, assert_run_outputs, run_main_in_process, run_script
+
+
+def test_output_shapes():
+    x = torch.randn(4, 3, 32, 32)
+    assert MLP(3072, [100], 10)(x).shape == (4, 10)
+    assert MLP(3072, [], 10)(x).shape == (4, 10)
+    assert MLP(3072, [64, 32, 16], 7)(x.flatten(1)).shape == (4, 7)
+    with pytest.raises(ValueError, match='expects 3072 input features'):
+        MLP(3072, [10], 10)(torch.randn(4, 100))
+
+
+def test_default_is_the_assignment_network():
+    model = MLP(3072, [100, 50], 10)
+    assert [type(m).__name__ for m in model.layers] == ['Linear', 'ELU', 'Linear', 'ELU', 'Linear']
+    weights = torch.cat([m.weight.flatten() for m in model.layers if isinstance(m, torch.nn.Linear)])
+    assert abs(weights.std().item() / WEIGHT_INIT_STD - 1) < 0.02
+    assert all(not m.bias.any() for m in model.layers if isinstance(m, torch.nn.Linear))
+
+
+@pytest.mark.parametrize('hidden', [[], [7], [7, 5]])
+def test_matches_numpy_mlp_outputs_and_gradients(hidden):
+    rng = np.random.default_rng(0)
+    numpy_model = NumpyMLP(12, hidden, 4)
+    for param, _ in numpy_model.parameters():
+        param[...] = rng.normal(size=param.shape) * 0.5
+    torch_model = MLP(12, hidden, 4).double()
+    linears = [m for m in torch_model.layers if isinstance(m, torch.nn.Linear)]
+    numpy_linears = [layer for layer in numpy_model.layers if hasattr(layer, 'params')]
+    with torch.no_grad():
+        for linear, layer in zip(linears, numpy_linears):
+            linear.weight.copy_(torch.from_numpy(layer.params['weight']))
+            linear.bias.copy_(torch.from_numpy(layer.params['bias'][0]))
+
+    x = rng.normal(size=(6, 12))
+    labels = rng.integers(0, 4, 6)
+    targets = np.eye(4)[labels]
+    probs = numpy_model.forward(x)
+    loss_module = CrossEntropyModule()
+    numpy_loss = loss_module.forward(probs, targets)
+    numpy_model.backward(loss_module.backward(probs, targets))
+
+    logits = torch_model(torch.from_numpy(x))
+    torch_loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels))
+    torch_loss.backward()
+    np.testing.assert_allclose(torch.softmax(logits, 1).detach().numpy(), probs, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(torch_loss.item(), numpy_loss, rtol=1e-10)
+    for linear, layer in zip(linears, numpy_linears):
+        np.testing.assert_allclose(linear.weight.grad.numpy(), layer.grads['weight'], atol=1e-6, rtol=0)
+        np.testing.assert_allclose(linear.bias.grad.numpy(), layer.grads['bias'][0], atol=1e-6, rtol=0)
+
+
+def synthetic_batch(n=64, n_inputs=20, n_classes=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    centers = torch.randn(n_classes, n_inputs, generator=gen) * 2
+    labels = torch.arange(n) % n_classes
+    return centers[labels] + torch.randn(n, n_inputs, generator=gen), labels
+
+
+@pytest.mark.parametrize('option', [('activation', a) for a in ACTIVATIONS] + [('norm', n) for n in NORMS]
+                         + [('init', i) for i in INITS] + [('dropout', 0.3)])
+def test_every_option_builds_and_learns(option):
+    torch.manual_seed(0)
+    x, y = synthetic_batch()
+    kwargs = {'init': 'kaiming', option[0]: option[1]}  # a learnable init unless init itself is under test
+    model = MLP(20, [32, 16], 3, **kwargs)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def eval_loss():
+        model.eval()
+        with torch.no_grad():
+            loss = torch.nn.functional.cross_entropy(model(x), y).item()
+        model.train()
+        return loss
+
+    before = eval_loss()
+    for _ in range(30):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    assert eval_loss() < 0.5 * before
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        MLP(10, [5], 2, activation='swish2')
+    with pytest.raises(ValueError, match="norm must be one of"):
+        MLP(10, [5], 2, norm='groupnorm')
+    with pytest.raises(ValueError, match='dropout'):
+        MLP(10, [5], 2, dropout=1.0)
+
+
+@pytest.mark.parametrize('name', sorted(train_mlp_pytorch.PRESETS))
+def test_every_preset_parses_and_builds(name, monkeypatch):
+    parser = train_mlp_pytorch.build_parser()
+    monkeypatch.setattr('sys.argv', ['train_mlp_pytorch.py', '--preset', name])
+    args = train_mlp_pytorch.parse_args(parser, train_mlp_pytorch.PRESETS)
+    for key, value in train_mlp_pytorch.PRESETS[name].items():
+        expected = [int(v) for v in value.split(',')] if key == 'dnn_hidden_units' else value
+        assert getattr(args, key) == expected, key
+    model = MLP(3072, args.dnn_hidden_units, 10, args.activation, args.norm, args.dropout, args.init)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_explicit_flags_beat_the_preset(monkeypatch):
+    monkeypatch.setattr('sys.argv', ['train_mlp_pytorch.py', '--preset', 'best', '--learning_rate', '0.5'])
+    args = train_mlp_pytorch.parse_args(train_mlp_pytorch.build_parser(), train_mlp_pytorch.PRESETS)
+    assert args.learning_rate == 0.5 and args.optimizer == train_mlp_pytorch.PRESETS['best']['optimizer']
+
+
+def test_cli_smoke_run(fake_cifar_dir, tmp_path):
+    out = tmp_path / 'run'
+    result = run_script('train_mlp_pytorch.py', '--data_dir', fake_cifar_dir, '--max_steps', '12', '--eval_freq', '5',
+                        '--batch_size', '16', '--optimizer', 'adamw', '--scheduler', 'cosine', '--warmup_steps', '3',
+                        '--augment', '--norm', 'custom_layernorm', '--label_smoothing', '0.1', '--output_dir', str(out))
+    assert result.returncode == 0, result.stderr
+    record = assert_run_outputs(out, [5, 10, 12])
+    assert record['config']['norm'] == 'custom_layernorm' and record['config']['device'] == 'cpu'
+    assert (out / 'best_model.pt').is_file()
+
+
+def test_cli_epochs_set_the_step_count(fake_cifar_dir, tmp_path):
+    result = run_script('train_mlp_pytorch.py', '--data_dir', fake_cifar_dir, '--epochs', '2', '--batch_size', '50',
+                        '--eval_freq', '3', '--output_dir', str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    record = json.load(open(tmp_path / 'history.json'))
+    assert record['summary']['steps'] == 8  # 2 epochs x 200 images / 50
+    assert record['test']['step'] == [3, 6, 8]
+
+
+@pytest.mark.parametrize('flag, value, fragment', [
+    ('--learning_rate', '-1', 'must be > 0'),
+    ('--optimizer', 'lbfgs', 'invalid choice'),
+    ('--dnn_hidden_units', '100,abc', 'comma-separated positive integers'),
+    ('--dropout', '1.5', 'must be < 1'),
+    ('--label_smoothing', '1', 'must be < 1'),
+    ('--preset', 'fastest', 'invalid choice'),
+])
+def test_cli_rejects_bad_flags(fake_cifar_dir, flag, value, fragment, monkeypatch, capsys):
+    code, stderr = run_main_in_process(train_mlp_pytorch, ['--data_dir', fake_cifar_dir, flag, value],
+                                       monkeypatch, capsys)
+    assert code == 2
+    assert_one_line_error(stderr, flag, fragment)
+
+
+@pytest.mark.slow
+def test_default_run_on_real_data_matches_numpy_scale(real_cifar):
+    record = train_mlp_pytorch.train(max_steps=300, eval_freq=100, data=real_cifar, progress=False)
+    assert record['summary']['final_test_accuracy'] > 0.35

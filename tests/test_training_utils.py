@@ -1,0 +1,113 @@
+"""The shared training helpers: augmentation, batching, schedules, optimizers, the loop."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import training_utils
+from training_utils import (History, TensorBatches, diverged, make_optimizer, make_scheduler, random_crop_flip,
+                            train_loop)
+
+
+def test_random_crop_flip_gives_shifted_or_mirrored_crops():
+    torch.manual_seed(0)
+    pad = 2
+    images = torch.randn(64, 3, 8, 8)
+    out = random_crop_flip(images, padding=pad)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    padded = torch.nn.functional.pad(images, (pad,) * 4)
+    flipped = 0
+    for i in range(len(images)):
+        matches = [(top, left, flip) for top in range(2 * pad + 1) for left in range(2 * pad + 1)
+                   for flip in (False, True)
+                   if torch.equal(out[i], (lambda crop: crop.flip(-1) if flip else crop)(
+                       padded[i, :, top:top + 8, left:left + 8]))]
+        assert matches, f'image {i} is not a crop of its padded original'
+        flipped += matches[0][2]
+    assert 16 < flipped < 48  # about half are mirrored
+    positions = {(int(torch.nonzero(out[i].abs().sum(0))[0, 0])) for i in range(len(images))}
+    assert len(positions) > 1  # crops differ between images of one batch
+
+
+def test_tensor_batches_cover_each_epoch_once():
+    torch.manual_seed(0)
+    images = torch.arange(10, dtype=torch.float32).view(10, 1)
+    batches = TensorBatches(images, torch.arange(10), batch_size=3)
+    epoch = [batches.next() for _ in range(3)]  # 9 of 10, the last incomplete batch is dropped
+    seen = torch.cat([y for _, y in epoch])
+    assert len(set(seen.tolist())) == 9 and batches.epochs_completed == 0
+    assert all(torch.equal(x[:, 0].long(), y) for x, y in epoch)
+    batches.next()
+    assert batches.epochs_completed == 1
+    with pytest.raises(ValueError, match='batch_size'):
+        TensorBatches(images, torch.arange(10), batch_size=11)
+
+
+def lr_curve(name, steps=100, warmup=0):
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = make_scheduler(name, opt, steps, warmup)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]['lr'])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_schedules():
+    assert lr_curve('none') == [1.0] * 100
+    step = lr_curve('step')
+    assert step[0] == 1.0 and step[49] == 1.0 and math.isclose(step[50], 0.1) and math.isclose(step[75], 0.01)
+    cosine = lr_curve('cosine')
+    assert cosine[0] == 1.0 and math.isclose(cosine[50], 0.5, abs_tol=0.02) and cosine[-1] < 0.01
+    warm = lr_curve('cosine', warmup=10)
+    assert warm[0] == pytest.approx(0.1) and warm[9] < 1.0 and warm[10] == pytest.approx(1.0)
+    one_cycle = lr_curve('onecycle')
+    assert one_cycle[0] < 0.1 and max(one_cycle) == pytest.approx(1.0, rel=0.01) and one_cycle[-1] < 1e-3
+    assert int(np.argmax(one_cycle)) == pytest.approx(30, abs=1)
+    with pytest.raises(ValueError, match='scheduler must be one of'):
+        lr_curve('linear')
+
+
+@pytest.mark.parametrize('name', training_utils.OPTIMIZERS)
+def test_optimizers_step(name):
+    param = torch.nn.Parameter(torch.ones(3))
+    opt = make_optimizer(name, [param], lr=0.1, weight_decay=0.01)
+    (param ** 2).sum().backward()
+    opt.step()
+    assert (param < 1).all()
+
+
+def test_divergence_rule():
+    assert not diverged(2.3, [2.0, 1.9])
+    assert diverged(2.3, [1.0, float('nan')])
+    assert diverged(2.3, [30.0, 25.0])
+    assert not diverged(0.01, [5.0])  # a tiny first loss is floored at 1
+
+
+def test_train_loop_records_evaluations_and_stops_on_nan(tmp_path):
+    history = History({'name': 'toy'})
+    losses = iter([3.0, 2.0, 1.0, float('nan'), 1.0])
+    train_loop(lambda step: next(losses), lambda: (0.5, 0.75), history, max_steps=5, eval_freq=2, progress=False)
+    assert history.test['step'] == [2]  # step 4 flushes the NaN before evaluating
+    assert history.status == 'diverged' and history.train['step'] == [1, 2, 3, 4]
+    record = history.save(tmp_path)
+    assert json.load(open(tmp_path / 'history.json'))['summary']['status'] == 'diverged'
+    assert record['summary']['best_test_accuracy'] == 0.75
+
+
+def test_train_loop_keeps_records_on_ctrl_c():
+    history = History({'name': 'toy'})
+
+    def step_fn(step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return torch.tensor(1.0 / step)
+
+    train_loop(step_fn, lambda: (0.1, 0.9), history, max_steps=10, eval_freq=2, progress=False)
+    assert history.status == 'interrupted'
+    assert history.train['step'] == [1, 2, 3] and history.train['loss'][2] == pytest.approx(1 / 3)
+    assert history.test['step'] == [2]
