@@ -61,12 +61,12 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
         if gamma.shape != (input.shape[1],) or beta.shape != (input.shape[1],):
             raise ValueError(f'gamma and beta must have shape [{input.shape[1]}], '
                              f'got {list(gamma.shape)} and {list(beta.shape)}')
-        var, mean = torch.var_mean(input, dim=1, keepdim=True, correction=0)
+        var, mean = torch.var_mean(input, dim=1, keepdim=True, correction=0)  # one fused pass
         rstd = torch.rsqrt(var + eps)  # [S, 1]
-        x_hat = (input - mean).mul_(rstd)
+        x_hat = torch.sub(input, mean).mul_(rstd)  # centre first: no cancellation when |mean| >> std
         needs_input, needs_gamma, _ = ctx.needs_input_grad[:3]
-        # saved: x_hat for dX and dgamma, rstd [S, 1] for dX, gamma for dX; nothing when only
-        # dbeta is needed. x_hat replaces input, mean and var: one [S, M] tensor in all.
+        # saved: x_hat for dX and dgamma, rstd [S, 1] and gamma for dX; nothing when only dbeta
+        # is needed. x_hat stands in for input, mean and var: one [S, M] tensor in all.
         ctx.save_for_backward(x_hat if needs_input or needs_gamma else None,
                               rstd if needs_input else None, gamma if needs_input else None)
         return torch.addcmul(beta, x_hat, gamma)
@@ -78,14 +78,17 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
         grad_input = grad_gamma = grad_beta = None
         if needs_beta:
             grad_beta = grad_output.sum(dim=0)
+        if needs_input or needs_gamma:
+            dy_x_hat = grad_output * x_hat  # [S, M], shared by dgamma and dX
         if needs_gamma:
-            grad_gamma = (grad_output * x_hat).sum(dim=0)
+            grad_gamma = dy_x_hat.sum(dim=0)
         if needs_input:
-            g = grad_output * gamma  # dL/dXhat
             n = x_hat.shape[1]
-            # rstd * (g - mean(g) - x_hat * mean(g * x_hat)), means over the features of each row
-            grad_input = torch.addcmul(g - g.sum(dim=1, keepdim=True) / n,
-                                       x_hat, (g * x_hat).sum(dim=1, keepdim=True), value=-1.0 / n).mul_(rstd)
+            # with G = dY * gamma: row sums of G and of G * x_hat as matrix-vector products
+            mean_g = (grad_output @ gamma).unsqueeze(1) / n  # [S, 1]
+            mean_g_x_hat = (dy_x_hat @ gamma).unsqueeze(1) / n  # [S, 1]
+            grad_input = torch.addcmul(-mean_g, grad_output, gamma)  # G - mean(G)
+            grad_input.addcmul_(x_hat, mean_g_x_hat, value=-1.0).mul_(rstd)  # (... - x_hat mean(G x_hat)) * rstd
         return grad_input, grad_gamma, grad_beta, None
 
 

@@ -99,3 +99,44 @@ class CrossEntropyModule:
     def backward(self, x, y):
         """dL/dx [S, C] = -T / (S X)."""
         return (-y / (self._clip(x) * x.shape[0])).astype(x.dtype, copy=False)
+
+
+class Conv2dModule:
+    """2-D cross-correlation (as torch's conv2d), stride 1, no padding, via sliding windows.
+
+    X [S, C_in, H, W], weight [C_out, C_in, kh, kw], bias [C_out] -> Y [S, C_out, H-kh+1, W-kw+1],
+    Y[s, o, i, j] = sum_{c, u, v} X[s, c, i+u, j+v] W[o, c, u, v] + b[o].
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, dtype=np.float64):
+        kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
+        fan_in = in_channels * kh * kw
+        self.params = {'weight': np.random.normal(0.0, np.sqrt(2.0 / fan_in),
+                                                  size=(out_channels, in_channels, kh, kw)).astype(dtype),
+                       'bias': np.zeros(out_channels, dtype=dtype)}
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self._windows = None
+
+    @staticmethod
+    def _windows_of(x, kh, kw):
+        # [S, C, H, W] -> [S, C, H-kh+1, W-kw+1, kh, kw]: a view, no copy (im2col without the copy)
+        return np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+
+    def forward(self, x):
+        weight = self.params['weight']
+        self._windows = self._windows_of(x, *weight.shape[2:])  # dL/dW needs the input patches
+        out = np.tensordot(self._windows, weight, axes=([1, 4, 5], [1, 2, 3]))  # [S, Ho, Wo, C_out]
+        out += self.params['bias']
+        return out.transpose(0, 3, 1, 2).astype(x.dtype, copy=False)  # [S, C_out, Ho, Wo]
+
+    def backward(self, dout):
+        """dout [S, C_out, Ho, Wo] -> dL/dX [S, C_in, H, W]."""
+        weight = self.params['weight']
+        kh, kw = weight.shape[2:]
+        self.grads['weight'] = np.tensordot(dout, self._windows, axes=([0, 2, 3], [0, 2, 3]))  # [C_out, C_in, kh, kw]
+        self.grads['bias'] = dout.sum(axis=(0, 2, 3))
+        # dL/dX is the full correlation of dout with the kernel flipped in both spatial axes
+        padded = np.pad(dout, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
+        flipped = weight[:, :, ::-1, ::-1]
+        dx = np.tensordot(self._windows_of(padded, kh, kw), flipped, axes=([1, 4, 5], [0, 2, 3]))  # [S, H, W, C_in]
+        return dx.transpose(0, 3, 1, 2).astype(dout.dtype, copy=False)
