@@ -463,14 +463,15 @@ def add_torch_args(parser, presets, optimizer='sgd'):
     parser.add_argument('--epochs', type=positive_float, default=None,
                         help='train this many epochs of the training set (overrides --max_steps)')
     parser.add_argument('--device', default='auto', help='auto (cuda, mps, cpu) or a torch device name')
-    parser.add_argument('--preset', choices=sorted(presets), default=None,
-                        help='a recorded configuration (see PRESETS in the script); explicit flags still win')
+    if presets:
+        parser.add_argument('--preset', choices=sorted(presets), default=None,
+                            help='a recorded configuration (see PRESETS in the script); explicit flags still win')
 
 
 def parse_args(parser, presets):
     """Parse, applying --preset's values as defaults so explicit flags still win."""
     args = parser.parse_args()
-    if args.preset:
+    if getattr(args, 'preset', None):
         parser.set_defaults(**presets[args.preset])
         args = parser.parse_args()
     if args.label_smoothing >= 1:

@@ -20,6 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import cifar10_utils  # noqa: E402
 import train_mlp_pytorch  # noqa: E402
+from experiments.records import is_done, load_record, run_mlp  # noqa: E402
 
 RECORDS = os.path.join(ROOT, 'docs', 'results', 'mlp_sweep')
 TABLE_MD = os.path.join(ROOT, 'docs', 'mlp_sweep.md')
@@ -77,15 +78,6 @@ def normalized(changes):
     return changes
 
 
-def is_done(name, changes):
-    path = os.path.join(RECORDS, name, 'history.json')
-    if not os.path.isfile(path):
-        return False
-    record = json.load(open(path))
-    same = all(record['config'].get(key) == value for key, value in changes.items())
-    return same and record['summary']['status'] == 'completed'
-
-
 def describe(changes):
     if not changes:
         return 'none (defaults)'
@@ -96,10 +88,9 @@ def describe(changes):
 def write_table():
     rows = []
     for name, group, why, changes in EXPERIMENTS:
-        path = os.path.join(RECORDS, name, 'history.json')
-        if not os.path.isfile(path):
+        record = load_record(RECORDS, name)
+        if record is None:
             continue
-        record = json.load(open(path))
         s = record['summary']
         rows.append(dict(name=name, group=group, why=why, changes=describe(normalized(changes)),
                          final_test_accuracy=s['final_test_accuracy'], best_test_accuracy=s['best_test_accuracy'],
@@ -142,22 +133,13 @@ def main():
     todo = [e for e in EXPERIMENTS if (args.group in ('all', e[1])) and (only is None or e[0] in only)]
     if args.list:
         for name, group, why, changes in EXPERIMENTS:
-            done = 'done' if is_done(name, normalized(changes)) else 'todo'
+            done = 'done' if is_done(RECORDS, name, normalized(changes)) else 'todo'
             print(f'{name:20s} {group:7s} {done:5s} {describe(normalized(changes))}')
         return
     if not args.table:
         data = cifar10_utils.get_cifar10(args.data_dir)
         for name, group, why, changes in todo:
-            changes = normalized(changes)
-            if is_done(name, changes) and not args.rerun:
-                print(f'{name}: done, skipped')
-                continue
-            print(f'{name}: {describe(changes)}', flush=True)
-            record = train_mlp_pytorch.train(**changes, data=data, output_dir=os.path.join(RECORDS, name),
-                                             progress=False)
-            s = record['summary']
-            print(f"{name}: final {s['final_test_accuracy']:.4f} best {s['best_test_accuracy']:.4f} "
-                  f"in {s['time_s']:.0f} s", flush=True)
+            run_mlp(RECORDS, name, normalized(changes), data, args.rerun)
             write_table()
     rows = write_table()
     print(f'{len(rows)} rows in {os.path.relpath(TABLE_MD, ROOT)}')
