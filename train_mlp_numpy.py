@@ -61,7 +61,7 @@ def train(dnn_hidden_units=(100,), learning_rate=LEARNING_RATE_DEFAULT, max_step
 
     history = History(config)
     train_loop(train_step, lambda: evaluate(model, loss_module, test_images, test_labels),
-               history, max_steps, eval_freq, progress, desc='mlp_numpy')
+               history, max_steps, eval_freq, progress, desc='mlp_numpy', save_dir=output_dir)
     return finish(history, output_dir, quiet=not progress)
 
 

@@ -129,8 +129,14 @@ def base_parser(doc, learning_rate, max_steps, batch_size, eval_freq):
 
 
 def run_cli(main):
-    """Run main(); data errors become one line on stderr and exit status 1."""
+    """Run main(); data errors become one line on stderr and exit status 1, and a
+    termination signal stops training like Ctrl-C (records kept)."""
+    import signal
     from cifar10_utils import CIFAR10Error
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         return main()
     except CIFAR10Error as err:
@@ -208,9 +214,10 @@ class History:
         return record
 
 
-def train_loop(train_step, evaluate, history, max_steps, eval_freq, progress=True, desc='train'):
+def train_loop(train_step, evaluate, history, max_steps, eval_freq, progress=True, desc='train', save_dir=None):
     """Call train_step(step) for step = 1..max_steps and evaluate() every eval_freq
-    steps and after the last one, recording both in history.
+    steps and after the last one, recording both in history (and saving its JSON and
+    CSVs into save_dir after each evaluation, so even a killed run leaves its record).
 
     train_step returns the batch loss, a float or a 0-dim tensor: tensors are copied
     to the host only every LOG_EVERY steps, so a GPU never waits on a single step.
@@ -240,6 +247,8 @@ def train_loop(train_step, evaluate, history, max_steps, eval_freq, progress=Tru
                 eval_start = time.perf_counter()
                 history.add_eval(step, *evaluate())
                 history.eval_time_s += time.perf_counter() - eval_start
+                if save_dir:
+                    history.save(save_dir, plot=False)
                 if progress:
                     bar.write(f'step {step:>6}/{max_steps}: train loss {np.mean(recent):.4f}  '
                               f'test loss {history.test["loss"][-1]:.4f}  '
@@ -271,11 +280,10 @@ def diverged(first_loss, recent_losses):
 def finish(history, output_dir, quiet=False):
     """Save the run (if output_dir) and return its record, printing where it went."""
     record = history.save(output_dir) if output_dir else history.to_dict()
-    if not quiet:
-        s = record['summary']
+    s = record['summary']
+    if not quiet and s['final_test_accuracy'] is not None:
         print(f"final test accuracy {s['final_test_accuracy']:.4f} (best {s['best_test_accuracy']:.4f} "
-              f"at step {s['best_step']}), {s['time_s']:.1f} s"
-              + (f'; saved to {output_dir}' if output_dir else ''))
+              f"at step {s['best_step']}), {s['time_s']:.1f} s" + (f'; saved to {output_dir}' if output_dir else ''))
     return record
 
 
@@ -527,7 +535,8 @@ def train_torch(model, cifar10, config, device, output_dir=None, progress=True):
         return loss, acc
 
     history = History(c)
-    train_loop(train_step, evaluate_and_keep_best, history, c['max_steps'], c['eval_freq'], progress, desc=c['name'])
+    train_loop(train_step, evaluate_and_keep_best, history, c['max_steps'], c['eval_freq'], progress, desc=c['name'],
+               save_dir=output_dir)
     steps, train_time = len(history.train['step']), history.time_s - history.eval_time_s
     history.extra['train_images_per_s'] = round(steps * c['batch_size'] / train_time, 1) if steps else None
     return finish(history, output_dir, quiet=not progress)

@@ -71,7 +71,7 @@ def main():
                      'final_test_accuracy': record['summary']['final_test_accuracy']})
         print(json.dumps(runs[-1]), flush=True)
     median = {key: float(np.median([r[key] for r in runs])) for key in ('time_s', 'sgemm_peak_gflops', 'fraction_of_peak')}
-    result = {'runs': runs, 'gflop': round(gflop, 1), 'median_time_s': round(median['time_s'], 3),
+    result = {'runs': runs, 'repeats': len(runs), 'gflop': round(gflop, 1), 'median_time_s': round(median['time_s'], 3),
               'median_gflops': round(gflop / median['time_s'], 1),
               'median_sgemm_peak_gflops': round(median['sgemm_peak_gflops'], 1),
               'median_fraction_of_peak': round(median['fraction_of_peak'], 3)}

@@ -119,3 +119,21 @@ def test_accuracy_helper():
 def test_300_steps_on_real_data(real_cifar):
     record = train_mlp_numpy.train(max_steps=300, eval_freq=100, data=real_cifar, progress=False)
     assert record['summary']['final_test_accuracy'] > 0.35
+
+
+def test_termination_keeps_the_record(fake_cifar_dir, tmp_path):
+    import signal
+    import time
+    out = tmp_path / 'stopped'
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, 'train_mlp_numpy.py'), '--data_dir', fake_cifar_dir,
+                                '--max_steps', '10000000', '--eval_freq', '50', '--batch_size', '20',
+                                '--output_dir', str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / 'history.json').exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)  # as Ctrl-C (SIGINT) would, through the same path
+    assert process.wait(timeout=60) == 130
+    record = json.load(open(out / 'history.json'))
+    assert record['summary']['status'] == 'interrupted'
+    assert record['summary']['steps'] >= 50 and record['test']['step'][0] == 50
+    assert (out / 'curves.png').is_file()

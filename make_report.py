@@ -1,0 +1,216 @@
+"""Rebuild docs/report.md (from docs/report_template.md) and README.md's results table
+from the run records.
+
+    python make_report.py            # write docs/report.md, the README table, and redraw the curves
+    python make_report.py --check    # exit 1 if either is not what the records give
+
+The template holds the prose; every number, table and figure in it is a placeholder
+filled from the JSON records under docs/results/ (written by the training scripts,
+the experiment scripts and the benchmarks):
+
+    {{value:PATH:KEY[:FORMAT]}}   KEY (dotted, list indices allowed) of the JSON file docs/results/PATH
+    {{table:NAME}}                one of the TABLES below
+    {{figure:RUN}}                the curves of docs/results/RUN/history.json, redrawn from it
+"""
+import argparse
+import json
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DOCS = os.path.join(ROOT, 'docs')
+RESULTS = os.path.join(DOCS, 'results')
+TEMPLATE = os.path.join(DOCS, 'report_template.md')
+REPORT = os.path.join(DOCS, 'report.md')
+PLACEHOLDER = re.compile(r'\{\{(value|table|figure):([^}]+)\}\}')
+MISSING = '*(not run yet)*'
+
+
+def load(path):
+    full = os.path.join(RESULTS, path)
+    return json.load(open(full)) if os.path.isfile(full) else None
+
+
+def lookup(record, key):
+    for part in key.split('.'):
+        record = record[int(part)] if isinstance(record, list) else record[part]
+    return record
+
+
+def value(spec):
+    path, key, *fmt = spec.split(':')
+    record = load(path)
+    if record is None:
+        return MISSING
+    result = lookup(record, key)
+    return format(result, fmt[0]) if fmt else str(result)
+
+
+def figure(run, draw):
+    record = load(os.path.join(run, 'history.json'))
+    if record is None:
+        return MISSING
+    if draw:
+        from training_utils import plot_curves
+        plot_curves(record, os.path.join(RESULTS, run, 'curves.png'))
+    return f'![{run} curves](results/{run}/curves.png)'
+
+
+# --------------------------------------------------------------------------- tables
+
+def table_runs(runs):
+    """Summary rows of training runs: (label, run folder, command)."""
+    lines = ['| run | final test acc | best test acc (step) | steps | wall time | train images/s | command |',
+             '|---|---|---|---|---|---|---|']
+    for label, run, command in runs:
+        record = load(os.path.join(run, 'history.json'))
+        if record is None:
+            lines.append(f'| {label} | {MISSING} | | | | | `{command}` |')
+            continue
+        s = record['summary']
+        speed = f"{s['train_images_per_s']:.0f}" if s.get('train_images_per_s') else '—'
+        status = '' if s['status'] == 'completed' else f" ({s['status']})"
+        lines.append(f"| {label} | {s['final_test_accuracy']:.4f}{status} | {s['best_test_accuracy']:.4f} "
+                     f"({s['best_step']}) | {s['steps']} | {s['time_s'] / 60:.1f} min | {speed} | `{command}` |")
+    return '\n'.join(lines)
+
+
+DATA = '--data_dir ../shared/cifar10/cifar-10-batches-py'
+CONVNET_RUNS = [
+    ('Table 1 (vgg), defaults', 'convnet_vgg_default',
+     f'python train_convnet_pytorch.py {DATA} --output_dir docs/results/convnet_vgg_default'),
+    ('pre-activation, defaults', 'convnet_preact_default',
+     f'python train_convnet_pytorch.py --arch preact {DATA} --output_dir docs/results/convnet_preact_default'),
+    ('Table 1, --preset cpu', 'convnet_vgg_preset_cpu',
+     f'python train_convnet_pytorch.py --preset cpu {DATA} --output_dir docs/results/convnet_vgg_preset_cpu'),
+]
+MLP_RUNS = [
+    ('NumPy MLP, defaults', 'mlp_numpy_default',
+     f'python train_mlp_numpy.py {DATA} --output_dir docs/results/mlp_numpy_default'),
+    ('PyTorch MLP, defaults', 'mlp_pytorch_default',
+     f'python train_mlp_pytorch.py {DATA} --output_dir docs/results/mlp_pytorch_default'),
+    ('PyTorch MLP, --preset best', 'mlp_pytorch_best',
+     f'python train_mlp_pytorch.py --preset best {DATA} --output_dir docs/results/mlp_pytorch_best'),
+]
+
+
+def table_layernorm_bench():
+    bench = load('bench_layernorm.json')
+    if bench is None:
+        return MISSING
+    lines = ['| shape | variant | forward+backward (ms) | × F.layer_norm | × autograd module | bytes saved for backward |',
+             '|---|---|---|---|---|---|']
+    for r in bench['rows']:
+        lines.append(f"| {r['shape'][0]}×{r['shape'][1]} | {r['variant']} | {r['fwd_bwd_ms']:.3f} "
+                     f"| {r['vs_F.layer_norm']:.2f} | {r['vs_autograd']:.2f} | {r['saved_bytes']:,} |")
+    return '\n'.join(lines)
+
+
+def table_experiment(module_name):
+    sys.path.insert(0, ROOT)
+    module = __import__(f'experiments.{module_name}', fromlist=['collect_rows'])
+    rows = module.collect_rows()
+    return module.markdown_table(rows) if rows else MISSING
+
+
+TABLES = {
+    'mlp_runs': lambda: table_runs(MLP_RUNS),
+    'convnet_runs': lambda: table_runs(CONVNET_RUNS),
+    'layernorm_bench': table_layernorm_bench,
+    'mlp_sweep': lambda: table_experiment('mlp_sweep'),
+    'norm_batch_size': lambda: table_experiment('norm_batch_size'),
+}
+
+
+def readme_results():
+    """The README's results table: headline numbers, each with the command behind it."""
+    def v(path, key, fmt=''):
+        return value(f'{path}:{key}:{fmt}' if fmt else f'{path}:{key}')
+
+    def run(name, key, fmt='.4f'):
+        return v(f'{name}/history.json', f'summary.{key}', fmt)
+
+    rows = [
+        ('NumPy MLP, defaults: final (best) test accuracy',
+         f"{run('mlp_numpy_default', 'final_test_accuracy')} ({run('mlp_numpy_default', 'best_test_accuracy')})",
+         MLP_RUNS[0][2]),
+        ('NumPy MLP default run, 1400 steps + 14 test evaluations: time (median); share of sgemm peak',
+         f"{v('bench_mlp_numpy.json', 'median_time_s', '.2f')} s; {v('bench_mlp_numpy.json', 'median_fraction_of_peak', '.0%')}",
+         f'python benchmarks/bench_mlp_numpy.py {DATA} --json docs/results/bench_mlp_numpy.json'),
+        ('Loading all six batch files into float32 (median)', f"{v('bench_load.json', 'median_s', '.2f')} s",
+         f'python benchmarks/bench_load.py {DATA} --json docs/results/bench_load.json'),
+        ('PyTorch MLP, defaults: final (best) test accuracy',
+         f"{run('mlp_pytorch_default', 'final_test_accuracy')} ({run('mlp_pytorch_default', 'best_test_accuracy')})",
+         MLP_RUNS[1][2]),
+        ('PyTorch / NumPy default-run time (medians, side by side)',
+         f"{v('bench_mlp_numpy_vs_pytorch.json', 'ratio_pytorch_to_numpy', '.2f')} "
+         f"({v('bench_mlp_numpy_vs_pytorch.json', 'median_time_s.pytorch', '.2f')} s / "
+         f"{v('bench_mlp_numpy_vs_pytorch.json', 'median_time_s.numpy', '.2f')} s)",
+         f'python benchmarks/bench_mlp_numpy_vs_pytorch.py {DATA} --json docs/results/bench_mlp_numpy_vs_pytorch.json'),
+        ('PyTorch MLP, --preset best: final (best) test accuracy; wall time',
+         f"{run('mlp_pytorch_best', 'final_test_accuracy')} ({run('mlp_pytorch_best', 'best_test_accuracy')}); "
+         f"{v('mlp_pytorch_best/history.json', 'summary.time_s', '.0f')} s", MLP_RUNS[2][2]),
+    ]
+    for label, run_name, command in CONVNET_RUNS:
+        rows.append((f'ConvNet {label}: final (best) test accuracy; wall time; train images/s',
+                     f"{run(run_name, 'final_test_accuracy')} ({run(run_name, 'best_test_accuracy')}); "
+                     f"{v(f'{run_name}/history.json', 'summary.time_s', '.0f')} s; "
+                     f"{v(f'{run_name}/history.json', 'summary.train_images_per_s', '.0f')}", command))
+    lines = ['| what | result | command |', '|---|---|---|']
+    lines += [f'| {label} | {result} | `{command}` |' for label, result, command in rows]
+    return '\n'.join(lines)
+
+
+README = os.path.join(ROOT, 'README.md')
+README_BLOCK = re.compile(r'(<!-- results: generated by make_report.py -->\n).*?(\n<!-- end of results -->)', re.S)
+
+
+def render_readme():
+    text = open(README).read()
+    return README_BLOCK.sub(lambda m: m.group(1) + readme_results() + m.group(2), text)
+
+
+# --------------------------------------------------------------------------- rendering
+
+def render(draw_figures=False):
+    template = open(TEMPLATE).read()
+
+    def fill(match):
+        kind, spec = match.groups()
+        if kind == 'value':
+            return value(spec)
+        if kind == 'table':
+            return TABLES[spec]()
+        return figure(spec, draw_figures)
+
+    notice = '<!-- generated by make_report.py from docs/report_template.md and docs/results/; do not edit -->\n'
+    return notice + PLACEHOLDER.sub(fill, template)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument('--check', action='store_true', help='only compare docs/report.md with the records')
+    args = parser.parse_args()
+    if args.check:
+        current = open(REPORT).read() if os.path.isfile(REPORT) else ''
+        if current != render() or open(README).read() != render_readme():
+            sys.exit('docs/report.md or README.md differs from what the records give: run python make_report.py')
+        print('docs/report.md and README.md match the records')
+        return
+    text = render(draw_figures=True)
+    with open(REPORT, 'w') as f:
+        f.write(text)
+    readme = render_readme()
+    with open(README, 'w') as f:
+        f.write(readme)
+    if 'norm_batch_size' in text:
+        from experiments import norm_batch_size
+        rows = norm_batch_size.collect_rows()
+        if rows:
+            norm_batch_size.plot(rows, norm_batch_size.PLOT)
+    print(f'wrote {os.path.relpath(REPORT, ROOT)}')
+
+
+if __name__ == '__main__':
+    main()
