@@ -107,6 +107,18 @@ def table_layernorm_bench():
     return '\n'.join(lines)
 
 
+def table_convnet_cpu_bench():
+    bench = load('bench_convnet_cpu.json')
+    if bench is None:
+        return MISSING
+    lines = ['| memory format | Adam | threads | training images/s (median) | all rounds |', '|---|---|---|---|---|']
+    for r in bench['rows']:
+        layout = 'channels_last' if r['channels_last'] else 'NCHW'
+        lines.append(f"| {layout} | {r['adam']} | {r['threads']} | {r['median_images_per_s']:.1f} "
+                     f"| {', '.join(f'{v:.0f}' for v in r['all'])} |")
+    return '\n'.join(lines)
+
+
 def table_experiment(module_name):
     sys.path.insert(0, ROOT)
     module = __import__(f'experiments.{module_name}', fromlist=['collect_rows'])
@@ -118,6 +130,7 @@ TABLES = {
     'mlp_runs': lambda: table_runs(MLP_RUNS),
     'convnet_runs': lambda: table_runs(CONVNET_RUNS),
     'layernorm_bench': table_layernorm_bench,
+    'convnet_cpu_bench': table_convnet_cpu_bench,
     'mlp_sweep': lambda: table_experiment('mlp_sweep'),
     'norm_batch_size': lambda: table_experiment('norm_batch_size'),
 }

@@ -33,7 +33,7 @@ PIXEL_MAX = 255.0  # ZCA works on pixels scaled to [0, 1]
 PRESETS = {
     'best': dict(dnn_hidden_units='1024,1024', activation='gelu', norm='batchnorm', dropout=0.1, init='kaiming',
                  optimizer='adamw', learning_rate=1e-3, weight_decay=0.05, scheduler='onecycle',
-                 label_smoothing=0.1, augment=True, batch_size=256, epochs=40, eval_freq=1000),
+                 label_smoothing=0.1, augment=True, zca_eps=0.1, batch_size=256, epochs=60, eval_freq=1000),
 }
 
 
@@ -47,13 +47,13 @@ def zca_whiten(cifar10, eps):
     better conditioned for gradient descent.
     """
     n_train = cifar10['train'].num_examples
-    flat = cifar10['train'].images.reshape(n_train, -1) / np.float32(PIXEL_MAX)  # [N, 3072], already centred
+    flat = cifar10['train'].images.reshape(n_train, N_INPUTS) / np.float32(PIXEL_MAX)  # [N, 3072], already centred
     covariance = (flat.T @ flat).astype(np.float64) / n_train
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
     whitening = ((eigenvectors / np.sqrt(eigenvalues + eps)) @ eigenvectors.T).astype(np.float32)  # symmetric
 
     def whiten(split):
-        images = (split.images.reshape(split.num_examples, -1) / np.float32(PIXEL_MAX)) @ whitening
+        images = (split.images.reshape(split.num_examples, N_INPUTS) / np.float32(PIXEL_MAX)) @ whitening  # [N, 3072]
         return cifar10_utils.DataSet(images.reshape(split.images.shape), split.labels)
 
     return cifar10_utils.DataSplits({name: whiten(split) for name, split in cifar10.items()})

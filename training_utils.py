@@ -110,10 +110,16 @@ def hidden_units(text):
     return units
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except where it is None (the help says what happens then)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def base_parser(doc, learning_rate, max_steps, batch_size, eval_freq):
     """The flags all training scripts share, with each script's defaults."""
-    parser = ArgumentParser(description=doc.strip().splitlines()[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(description=doc.strip().splitlines()[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument('--learning_rate', type=positive_float, default=learning_rate, help='learning rate')
     parser.add_argument('--max_steps', type=positive_int, default=max_steps, help='number of training steps')
     parser.add_argument('--batch_size', type=positive_int, default=batch_size, help='batch size')
@@ -247,6 +253,7 @@ def train_loop(train_step, evaluate, history, max_steps, eval_freq, progress=Tru
                 eval_start = time.perf_counter()
                 history.add_eval(step, *evaluate())
                 history.eval_time_s += time.perf_counter() - eval_start
+                history.time_s = time.perf_counter() - start  # so far, for the intermediate record
                 if save_dir:
                     history.save(save_dir, plot=False)
                 if progress:
@@ -303,9 +310,11 @@ def plot_curves(record, path):
 
     train, test, summary = record['train'], record['test'], record['summary']
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    if train['step']:
-        ax_loss.plot(train['step'], train['loss'], color='tab:blue', alpha=0.25, lw=0.8)
-        ax_loss.plot(train['step'], smooth(train['loss']), color='tab:blue', label='train (batch, smoothed)')
+    steps, losses = np.asarray(train['step']), np.asarray(train['loss'], dtype=np.float64)
+    finite = np.isfinite(losses)  # a diverged run ends in inf/NaN: draw what came before
+    if finite.any():
+        ax_loss.plot(steps[finite], losses[finite], color='tab:blue', alpha=0.25, lw=0.8)
+        ax_loss.plot(steps[finite], smooth(losses[finite]), color='tab:blue', label='train (batch, smoothed)')
     ax_loss.plot(test['step'], test['loss'], 'o-', color='tab:orange', label='test')
     ax_loss.set(xlabel='step', ylabel='cross-entropy loss', title='loss')
     ax_loss.legend()

@@ -1,5 +1,5 @@
 """Running experiments into record folders, resumably: a run whose record exists with
-the same settings and completed is loaded instead of run again."""
+the same settings and completed (or diverged) is loaded instead of run again."""
 import json
 import os
 
@@ -13,7 +13,8 @@ def load_record(records_dir, name):
 
 def is_done(records_dir, name, changes):
     record = load_record(records_dir, name)
-    return (record is not None and record['summary']['status'] == 'completed'
+    # a diverged run is a result too (the same seed diverges again); only interrupted runs are redone
+    return (record is not None and record['summary']['status'] in ('completed', 'diverged')
             and all(record['config'].get(key) == value for key, value in changes.items()))
 
 
@@ -25,6 +26,9 @@ def run_mlp(records_dir, name, changes, data, rerun=False):
     print(f'{name}: running {changes}', flush=True)
     record = train_mlp_pytorch.train(**changes, data=data, output_dir=os.path.join(records_dir, name), progress=False)
     s = record['summary']
-    print(f"{name}: final {s['final_test_accuracy']:.4f} best {s['best_test_accuracy']:.4f} in {s['time_s']:.0f} s",
-          flush=True)
+    if s['final_test_accuracy'] is None:
+        print(f"{name}: {s['status']} at step {s['steps']}, before any evaluation", flush=True)
+    else:
+        print(f"{name}: {s['status']}, final {s['final_test_accuracy']:.4f} best {s['best_test_accuracy']:.4f} "
+              f"in {s['time_s']:.0f} s", flush=True)
     return record

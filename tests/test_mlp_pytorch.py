@@ -158,3 +158,17 @@ def test_cli_rejects_bad_flags(fake_cifar_dir, flag, value, fragment, monkeypatc
 def test_default_run_on_real_data_matches_numpy_scale(real_cifar):
     record = train_mlp_pytorch.train(max_steps=300, eval_freq=100, data=real_cifar, progress=False)
     assert record['summary']['final_test_accuracy'] > 0.35
+
+
+def test_zca_whitening_gives_unit_variance_in_every_data_direction(fake_cifar_dir):
+    import cifar10_utils
+    data = cifar10_utils.get_cifar10(fake_cifar_dir)  # validation split empty, as by default
+    white = train_mlp_pytorch.zca_whiten(data, eps=1e-4)
+    assert white['validation'].num_examples == 0
+    assert white['test'].images.shape == data['test'].images.shape and white['test'].images.dtype == np.float32
+    n = white['train'].num_examples
+    x = white['train'].images.reshape(n, -1).astype(np.float64)
+    eigenvalues = np.linalg.eigvalsh(x @ x.T / n)  # the covariance's non-zero spectrum, from the n x n Gram matrix
+    # centred data span n - 1 directions; whitened, each has variance lambda / (lambda + eps) ~ 1
+    assert eigenvalues[0] < 1e-3
+    np.testing.assert_allclose(eigenvalues[1:], 1.0, atol=1e-2)
