@@ -63,13 +63,15 @@ def train(dnn_hidden_units=(100,), learning_rate=LEARNING_RATE_DEFAULT, max_step
           batch_size=BATCH_SIZE_DEFAULT, eval_freq=EVAL_FREQ_DEFAULT, data_dir=cifar10_utils.CIFAR10_FOLDER,
           seed=42, output_dir=None, activation='elu', norm='none', dropout=0.0, init='assignment',
           optimizer='sgd', momentum=0.9, weight_decay=0.0, scheduler='none', warmup_steps=0,
-          label_smoothing=0.0, augment=False, zca_eps=None, epochs=None, device='auto', progress=True, data=None):
+          label_smoothing=0.0, augment=False, zca_eps=None, epochs=None, device='auto', progress=True, data=None,
+          model=None):
     """Train an MLP and return its record (config, curves, summary).
 
     `zca_eps`: if given, ZCA-whiten the images first (see zca_whiten). `epochs`: if
     given, train this many epochs instead of max_steps. `data`: already loaded
     get_cifar10() splits. `output_dir`: where the record, curves and best_model.pt go
-    (None: nothing written).
+    (None: nothing written). `model`: train this MLP (built by the caller, who can then
+    inspect it) instead of building one from the arguments.
     """
     device = get_device(device)
     config = dict(name='mlp_pytorch', dnn_hidden_units=list(dnn_hidden_units), learning_rate=learning_rate,
@@ -84,7 +86,8 @@ def train(dnn_hidden_units=(100,), learning_rate=LEARNING_RATE_DEFAULT, max_step
     if zca_eps is not None:
         cifar10 = zca_whiten(cifar10, zca_eps)
     config['preprocess_s'] = round(time.perf_counter() - start, 2)
-    model = MLP(N_INPUTS, list(dnn_hidden_units), N_CLASSES, activation, norm, dropout, init)
+    if model is None:
+        model = MLP(N_INPUTS, list(dnn_hidden_units), N_CLASSES, activation, norm, dropout, init)
     return train_torch(model, cifar10, config, device, output_dir, progress)
 
 

@@ -40,3 +40,17 @@ def test_every_experiment_name_is_unique_and_has_a_reason():
     assert len(names) == len(set(names))
     assert all(e[1] in ('single', 'combo') and e[2] for e in mlp_sweep.EXPERIMENTS)
     assert {'default', 'tanh', 'best'} <= set(names)  # Q2.2 and the preset are measured rows
+
+
+def test_tanh_saturation_measures_the_first_hidden_layer():
+    import numpy as np
+    import torch
+    from experiments import tanh_saturation
+    from mlp_pytorch import MLP
+    model = MLP(12, [5, 4], 3, 'tanh')
+    images = np.random.default_rng(0).normal(size=(7, 3, 2, 2)).astype(np.float32)  # flattened to 12 inputs
+    pre = tanh_saturation.first_layer_preactivations(model, images)
+    first = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][0]  # 12 -> 5
+    expected = torch.from_numpy(images.reshape(7, 12)) @ first.weight.T + first.bias
+    assert pre.shape == (7, 5)
+    torch.testing.assert_close(pre, expected.detach())
