@@ -73,6 +73,8 @@ def train(dnn_hidden_units=(100,), learning_rate=LEARNING_RATE_DEFAULT, max_step
     (None: nothing written). `model`: train this MLP (built by the caller, who can then
     inspect it) instead of building one from the arguments.
     """
+    if isinstance(dnn_hidden_units, str):  # as the flag and PRESETS write it: '1024,1024'
+        dnn_hidden_units = hidden_units(dnn_hidden_units)
     device = get_device(device)
     config = dict(name='mlp_pytorch', dnn_hidden_units=list(dnn_hidden_units), learning_rate=learning_rate,
                   max_steps=max_steps, batch_size=batch_size, eval_freq=eval_freq, seed=seed,

@@ -113,6 +113,18 @@ def test_every_preset_parses_and_builds(name, monkeypatch):
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
+@pytest.mark.parametrize('name', sorted(train_mlp_pytorch.PRESETS))
+def test_every_preset_trains_from_python(name, fake_cifar_dir):
+    import cifar10_utils
+    data = cifar10_utils.get_cifar10(fake_cifar_dir)
+    # as the README calls it, shortened to 3 steps on the 200 synthetic images
+    config = dict(train_mlp_pytorch.PRESETS[name], epochs=None, max_steps=3, eval_freq=3, batch_size=64)
+    record = train_mlp_pytorch.train(**config, data=data, progress=False)
+    hidden = train_mlp_pytorch.PRESETS[name]['dnn_hidden_units']
+    assert record['config']['dnn_hidden_units'] == [int(h) for h in hidden.split(',')]
+    assert record['summary']['status'] == 'completed' and record['test']['step'] == [3]
+
+
 def test_explicit_flags_beat_the_preset(monkeypatch):
     monkeypatch.setattr('sys.argv', ['train_mlp_pytorch.py', '--preset', 'best', '--learning_rate', '0.5'])
     args = train_mlp_pytorch.parse_args(train_mlp_pytorch.build_parser(), train_mlp_pytorch.PRESETS)
