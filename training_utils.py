@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import random
+import re
 import sys
 import time
 
@@ -156,6 +157,15 @@ def exit_status(history):
 
 # --------------------------------------------------------------------------- the run
 
+LOSS_DECIMALS = 6
+
+
+def record_json(record):
+    """JSON text of a run record: indented, but each list of numbers on one line."""
+    text = json.dumps(record, indent=1)
+    return re.sub(r'\[\n\s*([^\[\]{}]*?)\n\s*\]', lambda m: '[' + re.sub(r',\n\s*', ', ', m.group(1)) + ']', text)
+
+
 class History:
     """Everything a run records: its config, train losses, test evaluations, status."""
 
@@ -198,7 +208,9 @@ class History:
         }
 
     def to_dict(self):
-        return {'config': self.config, 'summary': self.summary(), 'train': self.train,
+        # per-step losses to 6 decimals: ample for curves, and long runs keep small records
+        train = {'step': self.train['step'], 'loss': [round(loss, LOSS_DECIMALS) for loss in self.train['loss']]}
+        return {'config': self.config, 'summary': self.summary(), 'train': train,
                 'test': self.test, 'environment': environment()}
 
     def save(self, output_dir, plot=True):
@@ -207,7 +219,7 @@ class History:
         record = self.to_dict()
         tmp = os.path.join(output_dir, 'history.json.tmp')
         with open(tmp, 'w') as f:
-            json.dump(record, f, indent=1)
+            f.write(record_json(record))
         os.replace(tmp, os.path.join(output_dir, 'history.json'))  # never a half-written record
         for split in ('train', 'test'):
             with open(os.path.join(output_dir, f'{split}.csv'), 'w', newline='') as f:

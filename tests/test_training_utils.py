@@ -111,3 +111,12 @@ def test_train_loop_keeps_records_on_ctrl_c():
     assert history.status == 'interrupted'
     assert history.train['step'] == [1, 2, 3] and history.train['loss'][2] == pytest.approx(1 / 3)
     assert history.test['step'] == [2]
+
+
+def test_record_json_is_compact_and_loses_nothing():
+    from training_utils import record_json
+    record = {'train': {'step': list(range(1, 1001)), 'loss': [0.5] * 1000},
+              'environment': {'python': '3.11 [GCC 11], {x}', 'list': ['a [b]', 'c,\nd']}, 'nested': [[1, 2], []]}
+    text = record_json(record)
+    assert json.loads(text) == record
+    assert len(text.splitlines()) < 20  # the long lists sit on one line each
