@@ -27,6 +27,9 @@ TABLE_MD = os.path.join(ROOT, 'docs', 'mlp_sweep.md')
 TABLE_JSON = os.path.join(ROOT, 'docs', 'results', 'mlp_sweep.json')
 
 LONG = dict(batch_size=256, eval_freq=1000)  # the combinations train for epochs, with fewer evaluations
+# what the last combinations share: everything that had helped up to +onecycle_ls_gelu
+RECIPE = dict(optimizer='adamw', weight_decay=0.05, dropout=0.1, init='kaiming', norm='batchnorm', activation='gelu',
+              augment=True, scheduler='onecycle', label_smoothing=0.1)
 # The last row is the README's `train_mlp_pytorch.py --preset best` run, recorded once where that command writes it.
 ELSEWHERE = {'best': (os.path.join(ROOT, 'docs', 'results'), 'mlp_pytorch_best')}
 
@@ -73,15 +76,11 @@ EXPERIMENTS = [
      dict(optimizer='adamw', weight_decay=0.05, dropout=0.1, init='kaiming', norm='batchnorm',
           dnn_hidden_units=[1024, 512], augment=True, epochs=20, **LONG)),
     ('+onecycle_ls_gelu', 'combo', 'one-cycle schedule, label smoothing, GELU',
-     dict(optimizer='adamw', weight_decay=0.05, dropout=0.1, init='kaiming', norm='batchnorm', activation='gelu',
-          dnn_hidden_units=[1024, 512], augment=True, scheduler='onecycle', label_smoothing=0.1, epochs=20, **LONG)),
+     dict(RECIPE, dnn_hidden_units=[1024, 512], epochs=20, **LONG)),
     ('+wider_40ep', 'combo', 'a wider 1024-1024 net, twice as long (the first --preset best, before ZCA)',
-     dict(optimizer='adamw', weight_decay=0.05, dropout=0.1, init='kaiming', norm='batchnorm', activation='gelu',
-          dnn_hidden_units=[1024, 1024], augment=True, scheduler='onecycle', label_smoothing=0.1, epochs=40, **LONG)),
+     dict(RECIPE, dnn_hidden_units=[1024, 1024], epochs=40, **LONG)),
     ('+zca', 'combo', 'ZCA-whitened inputs, on the 1024-512 net of +onecycle_ls_gelu',
-     dict(optimizer='adamw', weight_decay=0.05, dropout=0.1, init='kaiming', norm='batchnorm', activation='gelu',
-          dnn_hidden_units=[1024, 512], augment=True, scheduler='onecycle', label_smoothing=0.1, zca_eps=0.1,
-          epochs=20, **LONG)),
+     dict(RECIPE, dnn_hidden_units=[1024, 512], zca_eps=0.1, epochs=20, **LONG)),
     ('best', 'combo', "train_mlp_pytorch.py --preset best", dict(train_mlp_pytorch.PRESETS['best'])),
 ]
 
