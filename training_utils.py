@@ -265,8 +265,8 @@ def train_loop(train_step, evaluate, history, max_steps, eval_freq, progress=Tru
                 eval_start = time.perf_counter()
                 history.add_eval(step, *evaluate())
                 history.eval_time_s += time.perf_counter() - eval_start
-                history.time_s = time.perf_counter() - start  # so far, for the intermediate record
-                if save_dir:
+                if save_dir and step < max_steps:  # the last record is saved by finish()
+                    history.time_s = time.perf_counter() - start  # so far
                     history.save(save_dir, plot=False)
                 if progress:
                     bar.write(f'step {step:>6}/{max_steps}: train loss {np.mean(recent):.4f}  '

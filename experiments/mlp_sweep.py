@@ -21,6 +21,7 @@ sys.path.insert(0, ROOT)
 import cifar10_utils  # noqa: E402
 import train_mlp_pytorch  # noqa: E402
 from experiments.records import is_done, load_record, run_mlp  # noqa: E402
+from training_utils import hidden_units  # noqa: E402
 
 RECORDS = os.path.join(ROOT, 'docs', 'results', 'mlp_sweep')
 TABLE_MD = os.path.join(ROOT, 'docs', 'mlp_sweep.md')
@@ -86,10 +87,10 @@ EXPERIMENTS = [
 
 
 def normalized(changes):
-    """The changes as train() takes them: hidden units as a list of ints."""
+    """The changes as the records store them: hidden units as a list of ints."""
     changes = dict(changes)
     if isinstance(changes.get('dnn_hidden_units'), str):
-        changes['dnn_hidden_units'] = [int(h) for h in changes['dnn_hidden_units'].split(',')]
+        changes['dnn_hidden_units'] = hidden_units(changes['dnn_hidden_units'])
     return changes
 
 
