@@ -63,19 +63,25 @@ def duration(seconds):
     return f'{seconds:.1f} s' if seconds < 120 else f'{seconds / 60:.1f} min'
 
 
+def machine(record):
+    """Where a run ran, from its record: the GPU's name, else the CPU's core count."""
+    env = record.get('environment', {})
+    return env.get('cuda') or f"{env.get('cpu_count', '?')}-core CPU"
+
+
 def table_runs(runs):
     """Summary rows of training runs: (label, run folder, command)."""
-    lines = ['| run | final test acc | best test acc (step) | steps | wall time | train images/s | command |',
-             '|---|---|---|---|---|---|---|']
+    lines = ['| run | machine | final test acc | best test acc (step) | steps | wall time | train images/s | command |',
+             '|---|---|---|---|---|---|---|---|']
     for label, run, command in runs:
         record = load(os.path.join(run, 'history.json'))
         if record is None:
-            lines.append(f'| {label} | {MISSING} | | | | | `{command}` |')
+            lines.append(f'| {label} | | {MISSING} | | | | | `{command}` |')
             continue
         s = record['summary']
         speed = f"{s['train_images_per_s']:.0f}" if s.get('train_images_per_s') else '—'
         status = '' if s['status'] == 'completed' else f" ({s['status']})"
-        lines.append(f"| {label} | {s['final_test_accuracy']:.4f}{status} | {s['best_test_accuracy']:.4f} "
+        lines.append(f"| {label} | {machine(record)} | {s['final_test_accuracy']:.4f}{status} | {s['best_test_accuracy']:.4f} "
                      f"({s['best_step']}) | {s['steps']} | {duration(s['time_s'])} | {speed} | `{command}` |")
     return '\n'.join(lines)
 
@@ -88,6 +94,16 @@ CONVNET_RUNS = [
      f'python train_convnet_pytorch.py --arch preact {DATA} --output_dir docs/results/convnet_preact_default'),
     ('Table 1, --preset cpu', 'convnet_vgg_preset_cpu',
      f'python train_convnet_pytorch.py --preset cpu {DATA} --output_dir docs/results/convnet_vgg_preset_cpu'),
+    # GPU runs (device auto picks cuda)
+    ('pre-activation, --preset best (60 epochs)', 'convnet_preact_preset_best',
+     f'python train_convnet_pytorch.py --preset best {DATA} --output_dir docs/results/convnet_preact_preset_best'),
+    ('Table 1, --preset best --arch vgg (60 epochs)', 'convnet_vgg_preset_best',
+     f'python train_convnet_pytorch.py --preset best --arch vgg {DATA} --output_dir docs/results/convnet_vgg_preset_best'),
+    ('pre-activation, --preset best --epochs 30', 'convnet_preact_best_30ep',
+     f'python train_convnet_pytorch.py --preset best --epochs 30 {DATA} --output_dir docs/results/convnet_preact_best_30ep'),
+    ('Table 1, --preset best --arch vgg --epochs 30', 'convnet_vgg_best_30ep',
+     f'python train_convnet_pytorch.py --preset best --arch vgg --epochs 30 {DATA} '
+     '--output_dir docs/results/convnet_vgg_best_30ep'),
 ]
 MLP_RUNS = [
     ('NumPy MLP, defaults', 'mlp_numpy_default',
@@ -170,7 +186,9 @@ def readme_results():
          f"{v('mlp_pytorch_best/history.json', 'summary.time_s', '.0f')} s", MLP_RUNS[2][2]),
     ]
     for label, run_name, command in CONVNET_RUNS:
-        rows.append((f'ConvNet {label}: final (best) test accuracy; wall time; train images/s',
+        record = load(os.path.join(run_name, 'history.json'))
+        where = f' on {machine(record)}' if record else ''
+        rows.append((f'ConvNet {label}{where}: final (best) test accuracy; wall time; train images/s',
                      f"{run(run_name, 'final_test_accuracy')} ({run(run_name, 'best_test_accuracy')}); "
                      f"{v(f'{run_name}/history.json', 'summary.time_s', '.0f')} s; "
                      f"{v(f'{run_name}/history.json', 'summary.train_images_per_s', '.0f')}", command))

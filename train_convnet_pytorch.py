@@ -2,7 +2,8 @@
 
     python train_convnet_pytorch.py --data_dir ../shared/cifar10/cifar-10-batches-py
     python train_convnet_pytorch.py --arch preact --data_dir ...
-    python train_convnet_pytorch.py --preset best --data_dir ...      # augmentation, schedule, longer
+    python train_convnet_pytorch.py --preset best --data_dir ...      # GPU: preact, 60 epochs, 0.90 in 100 s on an H100
+    python train_convnet_pytorch.py --preset cpu --data_dir ...       # the same recipe, 4 epochs: 0.82 in 18 min on 2 cores
 
 Defaults are the assignment's: Adam, lr 1e-4, batch 32, 5000 steps, test evaluation
 every 500 steps. Device auto (cuda, mps, cpu). On CUDA: bf16 autocast, channels_last,
@@ -23,11 +24,11 @@ EVAL_BATCH_SIZE = 500  # test-set batches: large, no gradients
 N_CHANNELS, N_CLASSES = cifar10_utils.IMAGE_SHAPE[0], cifar10_utils.N_CLASSES
 
 # Recorded configurations: flag values applied by --preset NAME (explicit flags still win).
-# 'best' is meant for a GPU (30 epochs; not run on our CPU-only machines); 'cpu' is the same
-# recipe cut to 4 epochs, about 20 minutes on 2 CPU cores.
+# 'best' is meant for a GPU (pre-activation net, 60 epochs: 100 s on an H100; at the 86 img/s measured on 2 CPU
+# cores it would take about 10 hours); 'cpu' is the same recipe on the Table 1 net cut to 4 epochs, 18 min.
 PRESETS = {
-    'best': dict(augment=True, optimizer='adamw', learning_rate=2e-3, weight_decay=5e-2, scheduler='onecycle',
-                 label_smoothing=0.1, batch_size=256, epochs=30, eval_freq=1000),
+    'best': dict(arch='preact', augment=True, optimizer='adamw', learning_rate=2e-3, weight_decay=5e-2,
+                 scheduler='onecycle', label_smoothing=0.1, batch_size=256, epochs=60, eval_freq=1000),
     'cpu': dict(augment=True, optimizer='adamw', learning_rate=2e-3, weight_decay=5e-2, scheduler='onecycle',
                 label_smoothing=0.1, batch_size=128, epochs=4, eval_freq=500),
 }

@@ -10,6 +10,7 @@ from mlp_numpy import MLP as NumpyMLP
 from mlp_pytorch import ACTIVATIONS, INITS, MLP, NORMS, WEIGHT_INIT_STD
 from modules import CrossEntropyModule
 from test_train_mlp_numpy import assert_one_line_error, assert_run_outputs, run_main_in_process, run_script
+from training_utils import get_device
 
 
 def test_output_shapes():
@@ -138,7 +139,8 @@ def test_cli_smoke_run(fake_cifar_dir, tmp_path):
                         '--augment', '--norm', 'custom_layernorm', '--label_smoothing', '0.1', '--output_dir', str(out))
     assert result.returncode == 0, result.stderr
     record = assert_run_outputs(out, [5, 10, 12])
-    assert record['config']['norm'] == 'custom_layernorm' and record['config']['device'] == 'cpu'
+    # --device auto: the run records the device it picked (cuda on a GPU machine)
+    assert record['config']['norm'] == 'custom_layernorm' and record['config']['device'] == str(get_device('auto'))
     assert (out / 'best_model.pt').is_file()
 
 

@@ -132,7 +132,8 @@ def test_termination_keeps_the_record(fake_cifar_dir, tmp_path):
     while not (out / 'history.json').exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
     process.send_signal(signal.SIGTERM)  # as Ctrl-C (SIGINT) would, through the same path
-    assert process.wait(timeout=60) == 130
+    returncode = process.wait(timeout=60)
+    assert returncode == 130, process.stderr.read().decode()[-2000:]
     record = json.load(open(out / 'history.json'))
     assert record['summary']['status'] == 'interrupted'
     assert record['summary']['steps'] >= 50 and record['test']['step'][0] == 50
