@@ -123,7 +123,7 @@ def table_layernorm_bench():
              '|---|---|---|---|---|---|']
     for r in bench['rows']:
         lines.append(f"| {r['shape'][0]}×{r['shape'][1]} | {r['variant']} | {r['fwd_bwd_ms']:.3f} "
-                     f"| {r['vs_F.layer_norm']:.2f} | {r['vs_autograd']:.2f} | {r['saved_bytes']:,} |")
+                     f"| {r['vs_F_layer_norm']:.2f} | {r['vs_autograd']:.2f} | {r['saved_bytes']:,} |")
     return '\n'.join(lines)
 
 
@@ -184,6 +184,13 @@ def readme_results():
         ('PyTorch MLP, --preset best: final (best) test accuracy; wall time',
          f"{run('mlp_pytorch_best', 'final_test_accuracy')} ({run('mlp_pytorch_best', 'best_test_accuracy')}); "
          f"{v('mlp_pytorch_best/history.json', 'summary.time_s', '.0f')} s", MLP_RUNS[2][2]),
+        ('Manual LayerNorm module, forward+backward, CPU float32: × F.layer_norm and × the autograd module '
+         '(128×1024; 1024×4096)',
+         f"{v('bench_layernorm.json', 'rows.1.vs_F_layer_norm', '.2f')}× and "
+         f"{v('bench_layernorm.json', 'rows.1.vs_autograd', '.2f')}×; "
+         f"{v('bench_layernorm.json', 'rows.5.vs_F_layer_norm', '.2f')}× and "
+         f"{v('bench_layernorm.json', 'rows.5.vs_autograd', '.2f')}×",
+         'python benchmarks/bench_layernorm.py --json docs/results/bench_layernorm.json'),
     ]
     for label, run_name, command in CONVNET_RUNS:
         record = load(os.path.join(run_name, 'history.json'))
