@@ -127,6 +127,23 @@ def table_layernorm_bench():
     return '\n'.join(lines)
 
 
+def table_mlp_kernels():
+    bench = load('bench_mlp_kernels.json')
+    if bench is None:
+        return MISSING
+    lines = ['| layer (batch × in → out) | product | torch default BLAS (GFLOP/s) | oneDNN (GFLOP/s) | speed-up |',
+             '|---|---|---|---|---|']
+    for r in bench['linear']:
+        batch, n_in, n_out = r['shape']
+        lines.append(f"| {batch} × {n_in} → {n_out} | {r['product']} | {r['blas_gflops']:.0f} | {r['onednn_gflops']:.0f} "
+                     f"| {r['onednn_speedup']:.2f}× |")
+    lines += ['', '| ELU input | pass | nn.ELU (µs) | mlp_pytorch.ELU (µs) | speed-up |', '|---|---|---|---|---|']
+    for r in bench['elu']:
+        lines.append(f"| {r['shape'][0]} × {r['shape'][1]} | {r['mode']} | {r['nn_elu_us']:.0f} | {r['ours_us']:.0f} "
+                     f"| {r['speedup']:.2f}× |")
+    return '\n'.join(lines)
+
+
 def table_convnet_cpu_bench():
     bench = load('bench_convnet_cpu.json')
     if bench is None:
@@ -151,6 +168,7 @@ TABLES = {
     'convnet_runs': lambda: table_runs(CONVNET_RUNS),
     'layernorm_bench': table_layernorm_bench,
     'convnet_cpu_bench': table_convnet_cpu_bench,
+    'mlp_kernels': table_mlp_kernels,
     'mlp_sweep': lambda: table_experiment('mlp_sweep'),
     'norm_batch_size': lambda: table_experiment('norm_batch_size'),
 }
@@ -176,7 +194,7 @@ def readme_results():
         ('PyTorch MLP, defaults: final (best) test accuracy',
          f"{run('mlp_pytorch_default', 'final_test_accuracy')} ({run('mlp_pytorch_default', 'best_test_accuracy')})",
          MLP_RUNS[1][2]),
-        ('PyTorch / NumPy default-run time (medians, side by side)',
+        ('PyTorch / NumPy default-run time (medians, alternating runs, each in a fresh process)',
          f"{v('bench_mlp_numpy_vs_pytorch.json', 'ratio_pytorch_to_numpy', '.2f')} "
          f"({v('bench_mlp_numpy_vs_pytorch.json', 'median_time_s.pytorch', '.2f')} s / "
          f"{v('bench_mlp_numpy_vs_pytorch.json', 'median_time_s.numpy', '.2f')} s)",

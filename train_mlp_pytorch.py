@@ -24,6 +24,7 @@ LEARNING_RATE_DEFAULT = 1e-3
 MAX_STEPS_DEFAULT = 1400
 BATCH_SIZE_DEFAULT = 200
 EVAL_FREQ_DEFAULT = 100
+EVAL_BATCH_SIZE = 10000  # the whole test set in one product, as the NumPy script does: fewer, larger products
 N_INPUTS = int(cifar10_utils.IMAGE_SIZE)
 N_CLASSES = cifar10_utils.N_CLASSES
 PIXEL_MAX = 255.0  # ZCA works on pixels scaled to [0, 1]
@@ -81,7 +82,7 @@ def train(dnn_hidden_units=(100,), learning_rate=LEARNING_RATE_DEFAULT, max_step
                   activation=activation, norm=norm, dropout=dropout, init=init, optimizer=optimizer,
                   momentum=momentum, weight_decay=weight_decay, scheduler=scheduler, warmup_steps=warmup_steps,
                   label_smoothing=label_smoothing, augment=augment, zca_eps=zca_eps, epochs=epochs,
-                  device=str(device))
+                  device=str(device), eval_batch_size=EVAL_BATCH_SIZE)
     set_seed(seed)
     cifar10 = data if data is not None else cifar10_utils.get_cifar10(data_dir)
     if zca_eps is not None:

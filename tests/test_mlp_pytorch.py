@@ -186,3 +186,82 @@ def test_zca_whitening_gives_unit_variance_in_every_data_direction(fake_cifar_di
     # centred data span n - 1 directions; whitened, each has variance lambda / (lambda + eps) ~ 1
     assert eigenvalues[0] < 1e-3
     np.testing.assert_allclose(eigenvalues[1:], 1.0, atol=1e-2)
+
+
+# ------------------------------------------------------------------ the CPU kernels of Linear and ELU
+
+def big_linear_inputs(bias=True, seed=0):
+    """A float32 layer above Linear.ONEDNN_MIN_MACS (64 x 256 x 128 = 2M multiply-adds)."""
+    import mlp_pytorch
+    torch.manual_seed(seed)
+    layer = mlp_pytorch.Linear(256, 128, bias=bias)
+    stock = torch.nn.Linear(256, 128, bias=bias)
+    stock.load_state_dict(layer.state_dict())
+    return layer, stock, torch.randn(64, 256) * 3
+
+
+@pytest.mark.parametrize('bias', [True, False])
+@pytest.mark.parametrize('input_grad', [True, False])
+def test_onednn_linear_matches_nn_linear(bias, input_grad):
+    layer, stock, x = big_linear_inputs(bias)
+    grad_out = torch.randn(64, 128)
+    results = []
+    for module in (layer, stock):
+        xi = x.clone().requires_grad_(input_grad)
+        out = module(xi)
+        out.backward(grad_out)
+        results.append([out, xi.grad, module.weight.grad] + ([module.bias.grad] if bias else []))
+    if torch.backends.mkldnn.is_available():
+        assert type(layer(x).grad_fn).__name__ == '_OneDNNLinearFunctionBackward'  # the oneDNN path ran
+    for ours, reference in zip(*results):
+        if reference is None:
+            assert ours is None
+        else:
+            assert ours.shape == reference.shape
+            assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())
+
+
+def test_linear_falls_back_to_f_linear(monkeypatch):
+    import mlp_pytorch
+    small = mlp_pytorch.Linear(100, 10)  # 8 x 100 x 10 multiply-adds: below ONEDNN_MIN_MACS
+    assert type(small(torch.randn(8, 100, requires_grad=True)).grad_fn).__name__ == 'AddmmBackward0'
+    layer, stock, x = big_linear_inputs()
+    layer64 = mlp_pytorch.Linear(256, 128).double()
+    assert type(layer64(x.double().requires_grad_()).grad_fn).__name__ == 'AddmmBackward0'  # float64
+    monkeypatch.setattr(mlp_pytorch.Linear, 'onednn', False)
+    assert type(layer(x.requires_grad_()).grad_fn).__name__ == 'AddmmBackward0'
+
+
+def test_linear_switches_onednn_off_after_a_failure(monkeypatch):
+    import mlp_pytorch
+    monkeypatch.setattr(mlp_pytorch.Linear, 'onednn', True)  # restored after the test
+
+    def broken(*args):
+        raise RuntimeError('no oneDNN here')
+    monkeypatch.setattr(mlp_pytorch, '_onednn_linear', broken)
+    layer, stock, x = big_linear_inputs()
+    with pytest.warns(RuntimeWarning, match='oneDNN matmul failed'):
+        out = layer(x)
+    assert torch.allclose(out, stock(x)) and mlp_pytorch.Linear.onednn is False
+
+
+def test_elu_matches_torch_elu():
+    import mlp_pytorch
+    x = torch.randn(50, 40, dtype=torch.float64) * 3
+    x[0, :3] = torch.tensor([0.0, -1e-8, 1e-8], dtype=torch.float64)  # around the kink
+    assert torch.autograd.gradcheck(mlp_pytorch._ELUFunction.apply, (x.clone().requires_grad_(),))
+    x32 = x.float().requires_grad_()
+    ours = mlp_pytorch.ELU()(x32)
+    grad_ours, = torch.autograd.grad(ours, x32, torch.ones_like(ours))
+    reference = torch.nn.functional.elu(x32)
+    grad_reference, = torch.autograd.grad(reference, x32, torch.ones_like(reference))
+    assert torch.allclose(ours, reference, rtol=0, atol=1e-6)
+    assert torch.allclose(grad_ours, grad_reference, rtol=0, atol=1e-6)
+
+
+def test_elu_can_use_torch_kernel(monkeypatch):
+    import mlp_pytorch
+    x = torch.randn(4, 5, requires_grad=True)
+    assert type(mlp_pytorch.ELU()(x).grad_fn).__name__ == '_ELUFunctionBackward'
+    monkeypatch.setattr(mlp_pytorch.ELU, 'exp_based', False)
+    assert type(mlp_pytorch.ELU()(x).grad_fn).__name__ == 'EluBackward0'
