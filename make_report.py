@@ -15,6 +15,7 @@ the experiment scripts and the benchmarks):
 import argparse
 import json
 import os
+import pathlib
 import re
 import sys
 
@@ -29,7 +30,7 @@ MISSING = '*(not run yet)*'
 
 def load(path):
     full = os.path.join(RESULTS, path)
-    return json.load(open(full)) if os.path.isfile(full) else None
+    return json.loads(pathlib.Path(full).read_text()) if os.path.isfile(full) else None
 
 
 def lookup(record, key):

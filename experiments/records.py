@@ -2,13 +2,14 @@
 the same settings and completed (or diverged) is loaded instead of run again."""
 import json
 import os
+import pathlib
 
 import train_mlp_pytorch
 
 
 def load_record(records_dir, name):
     path = os.path.join(records_dir, name, 'history.json')
-    return json.load(open(path)) if os.path.isfile(path) else None
+    return json.loads(pathlib.Path(path).read_text()) if os.path.isfile(path) else None
 
 
 def is_done(records_dir, name, changes):

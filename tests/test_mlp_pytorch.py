@@ -1,5 +1,6 @@
 """PyTorch MLP: shapes, exact agreement with the NumPy MLP, every option, presets, CLI."""
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -148,7 +149,7 @@ def test_cli_epochs_set_the_step_count(fake_cifar_dir, tmp_path):
     result = run_script('train_mlp_pytorch.py', '--data_dir', fake_cifar_dir, '--epochs', '2', '--batch_size', '50',
                         '--eval_freq', '3', '--output_dir', str(tmp_path))
     assert result.returncode == 0, result.stderr
-    record = json.load(open(tmp_path / 'history.json'))
+    record = json.loads(pathlib.Path(tmp_path / 'history.json').read_text())
     assert record['summary']['steps'] == 8  # 2 epochs x 200 images / 50
     assert record['test']['step'] == [3, 6, 8]
 

@@ -2,6 +2,7 @@
 steps when CIFAR10_DIR is set)."""
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -37,7 +38,7 @@ def assert_one_line_error(stderr, *fragments):
 
 
 def assert_run_outputs(output_dir, expected_eval_steps):
-    record = json.load(open(os.path.join(output_dir, 'history.json')))
+    record = json.loads(pathlib.Path(os.path.join(output_dir, 'history.json')).read_text())
     assert record['test']['step'] == expected_eval_steps
     assert len(record['test']['accuracy']) == len(expected_eval_steps)
     assert record['train']['step'] == list(range(1, expected_eval_steps[-1] + 1))
@@ -101,7 +102,7 @@ def test_divergence_stops_and_keeps_records(fake_cifar_dir, tmp_path):
     result = run_script('train_mlp_numpy.py', '--data_dir', fake_cifar_dir, '--learning_rate', '1e4',
                         '--max_steps', '200', '--eval_freq', '100', '--batch_size', '20', '--output_dir', str(out))
     assert result.returncode == 1
-    record = json.load(open(out / 'history.json'))
+    record = json.loads(pathlib.Path(out / 'history.json').read_text())
     assert record['summary']['status'] == 'diverged'
     assert 0 < record['summary']['steps'] < 200
     assert os.path.isfile(out / 'curves.png')
@@ -132,9 +133,9 @@ def test_termination_keeps_the_record(fake_cifar_dir, tmp_path):
     while not (out / 'history.json').exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
     process.send_signal(signal.SIGTERM)  # as Ctrl-C (SIGINT) would, through the same path
-    returncode = process.wait(timeout=60)
-    assert returncode == 130, process.stderr.read().decode()[-2000:]
-    record = json.load(open(out / 'history.json'))
+    _, stderr = process.communicate(timeout=60)  # waits, and closes the pipes
+    assert process.returncode == 130, stderr.decode()[-2000:]
+    record = json.loads(pathlib.Path(out / 'history.json').read_text())
     assert record['summary']['status'] == 'interrupted'
     assert record['summary']['steps'] >= 50 and record['test']['step'][0] == 50
     assert (out / 'curves.png').is_file()

@@ -1,6 +1,7 @@
 """The shared training helpers: augmentation, batching, schedules, optimizers, the loop."""
 import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -95,7 +96,7 @@ def test_train_loop_records_evaluations_and_stops_on_nan(tmp_path):
     assert history.test['step'] == [2]  # step 4 flushes the NaN before evaluating
     assert history.status == 'diverged' and history.train['step'] == [1, 2, 3, 4]
     record = history.save(tmp_path)
-    assert json.load(open(tmp_path / 'history.json'))['summary']['status'] == 'diverged'
+    assert json.loads(pathlib.Path(tmp_path / 'history.json').read_text())['summary']['status'] == 'diverged'
     assert record['summary']['best_test_accuracy'] == 0.75
 
 
