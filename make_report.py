@@ -116,45 +116,45 @@ MLP_RUNS = [
 ]
 
 
+def markdown_table(header, rows):
+    """A Markdown table from a header list and rows of cell lists."""
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    return '\n'.join(lines + ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows])
+
+
 def table_layernorm_bench():
     bench = load('bench_layernorm.json')
     if bench is None:
         return MISSING
-    lines = ['| shape | variant | forward+backward (ms) | × F.layer_norm | × autograd module | bytes saved for backward |',
-             '|---|---|---|---|---|---|']
-    for r in bench['rows']:
-        lines.append(f"| {r['shape'][0]}×{r['shape'][1]} | {r['variant']} | {r['fwd_bwd_ms']:.3f} "
-                     f"| {r['vs_F_layer_norm']:.2f} | {r['vs_autograd']:.2f} | {r['saved_bytes']:,} |")
-    return '\n'.join(lines)
+    return markdown_table(
+        ['shape', 'variant', 'forward+backward (ms)', '× F.layer_norm', '× autograd module', 'bytes saved for backward'],
+        [[f"{r['shape'][0]}×{r['shape'][1]}", r['variant'], f"{r['fwd_bwd_ms']:.3f}", f"{r['vs_F_layer_norm']:.2f}",
+          f"{r['vs_autograd']:.2f}", f"{r['saved_bytes']:,}"] for r in bench['rows']])
 
 
 def table_mlp_kernels():
     bench = load('bench_mlp_kernels.json')
     if bench is None:
         return MISSING
-    lines = ['| layer (batch × in → out) | product | torch default BLAS (GFLOP/s) | oneDNN (GFLOP/s) | speed-up |',
-             '|---|---|---|---|---|']
-    for r in bench['linear']:
-        batch, n_in, n_out = r['shape']
-        lines.append(f"| {batch} × {n_in} → {n_out} | {r['product']} | {r['blas_gflops']:.0f} | {r['onednn_gflops']:.0f} "
-                     f"| {r['onednn_speedup']:.2f}× |")
-    lines += ['', '| ELU input | pass | nn.ELU (µs) | mlp_pytorch.ELU (µs) | speed-up |', '|---|---|---|---|---|']
-    for r in bench['elu']:
-        lines.append(f"| {r['shape'][0]} × {r['shape'][1]} | {r['mode']} | {r['nn_elu_us']:.0f} | {r['ours_us']:.0f} "
-                     f"| {r['speedup']:.2f}× |")
-    return '\n'.join(lines)
+    linear = markdown_table(
+        ['layer (batch × in → out)', 'product', 'torch default BLAS (GFLOP/s)', 'oneDNN (GFLOP/s)', 'speed-up'],
+        [['{} × {} → {}'.format(*r['shape']), r['product'], f"{r['blas_gflops']:.0f}", f"{r['onednn_gflops']:.0f}",
+          f"{r['onednn_speedup']:.2f}×"] for r in bench['linear']])
+    elu = markdown_table(
+        ['ELU input', 'pass', 'nn.ELU (µs)', 'mlp_pytorch.ELU (µs)', 'speed-up'],
+        [[f"{r['shape'][0]} × {r['shape'][1]}", r['mode'], f"{r['nn_elu_us']:.0f}", f"{r['ours_us']:.0f}",
+          f"{r['speedup']:.2f}×"] for r in bench['elu']])
+    return linear + '\n\n' + elu
 
 
 def table_convnet_cpu_bench():
     bench = load('bench_convnet_cpu.json')
     if bench is None:
         return MISSING
-    lines = ['| memory format | Adam | threads | training images/s (median) | all rounds |', '|---|---|---|---|---|']
-    for r in bench['rows']:
-        layout = 'channels_last' if r['channels_last'] else 'NCHW'
-        lines.append(f"| {layout} | {r['adam']} | {r['threads']} | {r['median_images_per_s']:.1f} "
-                     f"| {', '.join(f'{v:.0f}' for v in r['all'])} |")
-    return '\n'.join(lines)
+    return markdown_table(
+        ['memory format', 'Adam', 'threads', 'training images/s (median)', 'all rounds'],
+        [['channels_last' if r['channels_last'] else 'NCHW', r['adam'], r['threads'], f"{r['median_images_per_s']:.1f}",
+          ', '.join(f'{v:.0f}' for v in r['all'])] for r in bench['rows']])
 
 
 def table_experiment(module_name):
