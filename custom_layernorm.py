@@ -126,13 +126,17 @@ def _pointer(tensor):
     return None if tensor is None else tensor.data_ptr()
 
 
+def _kernel(direction, dtype):
+    """The compiled layernorm_{forward,backward}_{f32,f64} function for this dtype."""
+    return getattr(fused_kernels(), f"layernorm_{direction}_{'f32' if dtype == torch.float32 else 'f64'}")
+
+
 def _forward_fused(input, gamma, beta, eps):
     input, gamma, beta = input.contiguous(), gamma.contiguous(), beta.contiguous()
     n_rows, n_features = input.shape
     out = torch.empty_like(input)
     mean, rstd = input.new_empty(n_rows, 1), input.new_empty(n_rows, 1)  # [S, 1]
-    kind = 'f32' if input.dtype == torch.float32 else 'f64'
-    getattr(fused_kernels(), f'layernorm_forward_{kind}')(
+    _kernel('forward', input.dtype)(
         *map(_pointer, (input, gamma, beta, out, mean, rstd)), n_rows, n_features, eps, torch.get_num_threads())
     return out, mean, rstd
 
@@ -145,8 +149,7 @@ def _backward_fused(grad_output, input, mean, rstd, gamma, needs):
     grad_input = torch.empty_like(input) if needs[0] else None
     grad_gamma = input.new_empty(n_features) if needs[1] else None
     grad_beta = input.new_empty(n_features) if needs[2] else None
-    kind = 'f32' if input.dtype == torch.float32 else 'f64'
-    getattr(fused_kernels(), f'layernorm_backward_{kind}')(
+    _kernel('backward', input.dtype)(
         *map(_pointer, (grad_output, input, mean, rstd, gamma.contiguous() if gamma is not None else None,
                         grad_input, grad_gamma, grad_beta)), n_rows, n_features, torch.get_num_threads())
     return grad_input, grad_gamma, grad_beta

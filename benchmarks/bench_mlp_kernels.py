@@ -26,12 +26,13 @@ ELU_CASES = [((200, 100), 'forward+backward'), ((10000, 100), 'forward, no grad'
 WORK_PER_MEASUREMENT = 3e9  # FLOPs (Linear) or elements x 1000 (ELU) per timed loop
 
 
-def median_time(fn, repeats, rounds_out, key):
+def time_per_call(fn, repeats):
+    """Seconds per call of fn over `repeats` calls, after one warm-up call."""
     fn()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
-    rounds_out.setdefault(key, []).append((time.perf_counter() - start) / repeats)
+    return (time.perf_counter() - start) / repeats
 
 
 def linear_rows(rounds):
@@ -46,11 +47,11 @@ def linear_rows(rounds):
         }
         flops = 2 * batch * n_in * n_out
         repeats = max(3, int(WORK_PER_MEASUREMENT // flops))
-        times = {}
+        times = {(product, name): [] for product, variants in products.items() for name in variants}
         for _ in range(rounds):
             for product, variants in products.items():
                 for name, fn in variants.items():
-                    median_time(fn, repeats, times, (product, name))
+                    times[(product, name)].append(time_per_call(fn, repeats))
         for product in products:
             rates = {name: flops / float(np.median(times[(product, name)])) / 1e9 for name in ('BLAS', 'oneDNN')}
             rows.append({'shape': [batch, n_in, n_out], 'product': product, 'blas_gflops': round(rates['BLAS'], 1),
@@ -74,10 +75,10 @@ def elu_rows(rounds):
                 with torch.no_grad():
                     module(x)
         repeats = max(3, int(WORK_PER_MEASUREMENT / 1000 // x.numel()))
-        times = {}
+        times = {name: [] for name in variants}
         for _ in range(rounds):
             for name, module in variants.items():
-                median_time(lambda: call(module), repeats, times, name)
+                times[name].append(time_per_call(lambda: call(module), repeats))
         medians = {name: float(np.median(t)) for name, t in times.items()}
         rows.append({'shape': list(shape), 'mode': mode, 'nn_elu_us': round(medians['nn.ELU'] * 1e6, 1),
                      'ours_us': round(medians['mlp_pytorch.ELU'] * 1e6, 1),

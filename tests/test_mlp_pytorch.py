@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import mlp_pytorch
 import train_mlp_pytorch
 from mlp_numpy import MLP as NumpyMLP
 from mlp_pytorch import ACTIVATIONS, INITS, MLP, NORMS, WEIGHT_INIT_STD
@@ -193,7 +194,6 @@ def test_zca_whitening_gives_unit_variance_in_every_data_direction(fake_cifar_di
 
 def big_linear_inputs(bias=True, seed=0):
     """A float32 layer above Linear.ONEDNN_MIN_MACS (64 x 256 x 128 = 2M multiply-adds)."""
-    import mlp_pytorch
     torch.manual_seed(seed)
     layer = mlp_pytorch.Linear(256, 128, bias=bias)
     stock = torch.nn.Linear(256, 128, bias=bias)
@@ -223,7 +223,6 @@ def test_onednn_linear_matches_nn_linear(bias, input_grad):
 
 
 def test_linear_falls_back_to_f_linear(monkeypatch):
-    import mlp_pytorch
     small = mlp_pytorch.Linear(100, 10)  # 8 x 100 x 10 multiply-adds: below ONEDNN_MIN_MACS
     assert type(small(torch.randn(8, 100, requires_grad=True)).grad_fn).__name__ == 'AddmmBackward0'
     layer, stock, x = big_linear_inputs()
@@ -234,7 +233,6 @@ def test_linear_falls_back_to_f_linear(monkeypatch):
 
 
 def test_linear_switches_onednn_off_after_a_failure(monkeypatch):
-    import mlp_pytorch
     monkeypatch.setattr(mlp_pytorch.Linear, 'onednn', True)  # restored after the test
 
     def broken(*args):
@@ -247,7 +245,6 @@ def test_linear_switches_onednn_off_after_a_failure(monkeypatch):
 
 
 def test_elu_matches_torch_elu():
-    import mlp_pytorch
     x = torch.randn(50, 40, dtype=torch.float64) * 3
     x[0, :3] = torch.tensor([0.0, -1e-8, 1e-8], dtype=torch.float64)  # around the kink
     assert torch.autograd.gradcheck(mlp_pytorch._ELUFunction.apply, (x.clone().requires_grad_(),))
@@ -261,7 +258,6 @@ def test_elu_matches_torch_elu():
 
 
 def test_elu_can_use_torch_kernel(monkeypatch):
-    import mlp_pytorch
     x = torch.randn(4, 5, requires_grad=True)
     assert type(mlp_pytorch.ELU()(x).grad_fn).__name__ == '_ELUFunctionBackward'
     monkeypatch.setattr(mlp_pytorch.ELU, 'exp_based', False)
