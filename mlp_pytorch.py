@@ -43,7 +43,7 @@ class Linear(nn.Linear):
     """nn.Linear whose CPU float32 products run on oneDNN instead of torch's default BLAS.
 
     On our AMD CPU, oneDNN computes the default run's weight gradient and test evaluation
-    about a quarter faster than torch's MKL sgemm, and the products of --preset best's
+    a quarter to a third faster than torch's MKL sgemm, and the products of --preset best's
     wider layers up to a quarter faster (one is even); benchmarks/bench_mlp_kernels.py. Small products, other dtypes and devices, inputs that
     are not [batch, features], and a torch without the op use nn.Linear's own F.linear. A
     first failure of the oneDNN call switches it off with one warning, as
