@@ -44,9 +44,9 @@ class Linear(nn.Linear):
 
     On our AMD CPU, oneDNN computes the default run's weight gradient and test evaluation
     a quarter to a third faster than torch's MKL sgemm, and the products of --preset best's
-    wider layers up to a quarter faster (one is even); benchmarks/bench_mlp_kernels.py. Small products, other dtypes and devices, inputs that
-    are not [batch, features], and a torch without the op use nn.Linear's own F.linear. A
-    first failure of the oneDNN call switches it off with one warning, as
+    wider layers up to a quarter faster (one is even); benchmarks/bench_mlp_kernels.py.
+    Small products, other dtypes and devices, inputs that are not [batch, features], and a
+    torch without the op use nn.Linear's own F.linear. A first failure of the oneDNN call switches it off with one warning, as
     Linear.onednn = False does.
     """
 
