@@ -46,8 +46,8 @@ class Linear(nn.Linear):
     a quarter to a third faster than torch's MKL sgemm, and the products of --preset best's
     wider layers up to a quarter faster (one is even); benchmarks/bench_mlp_kernels.py.
     Small products, other dtypes and devices, inputs that are not [batch, features], and a
-    torch without the op use nn.Linear's own F.linear. A first failure of the oneDNN call switches it off with one warning, as
-    Linear.onednn = False does.
+    torch without the op use nn.Linear's own F.linear. A first failure of the oneDNN call
+    switches it off with one warning, as Linear.onednn = False does.
     """
 
     onednn = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
