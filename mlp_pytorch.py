@@ -45,8 +45,9 @@ class Linear(nn.Linear):
     On our AMD CPU, oneDNN computes the default run's weight gradient and test evaluation
     a quarter to a third faster than torch's MKL sgemm, and the products of --preset best's
     wider layers up to a quarter faster (one is even); benchmarks/bench_mlp_kernels.py.
-    Small products, other dtypes and devices, inputs that are not [batch, features], and a
-    torch without the op use nn.Linear's own F.linear. A first failure of the oneDNN call
+    Small products, other dtypes and devices, inputs that are not [batch, features], a torch
+    without the op, and torch.compile (whose graphs cannot take the op with a trainable
+    weight) use nn.Linear's own F.linear. A first failure of the oneDNN call
     switches it off with one warning, as Linear.onednn = False does.
     """
 
@@ -54,7 +55,7 @@ class Linear(nn.Linear):
     ONEDNN_MIN_MACS = 1 << 20  # smaller products: oneDNN's fixed cost per call (~25-40 us) outweighs its speed
 
     def forward(self, x):
-        if not (Linear.onednn and x.dim() == 2 and x.shape[1] == self.in_features and x.device.type == 'cpu'
+        if not (Linear.onednn and not torch.compiler.is_compiling() and x.dim() == 2 and x.shape[1] == self.in_features and x.device.type == 'cpu'
                 and x.dtype == self.weight.dtype == torch.float32
                 and x.shape[0] * self.in_features * self.out_features >= self.ONEDNN_MIN_MACS):
             return nn.functional.linear(x, self.weight, self.bias)

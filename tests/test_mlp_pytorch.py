@@ -1,6 +1,7 @@
 """PyTorch MLP: shapes, exact agreement with the NumPy MLP, every option, presets, CLI."""
 import json
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -262,3 +263,17 @@ def test_elu_can_use_torch_kernel(monkeypatch):
     assert type(mlp_pytorch.ELU()(x).grad_fn).__name__ == '_ELUFunctionBackward'
     monkeypatch.setattr(mlp_pytorch.ELU, 'exp_based', False)
     assert type(mlp_pytorch.ELU()(x).grad_fn).__name__ == 'EluBackward0'
+
+
+@pytest.mark.skipif(not any(shutil.which(cc) for cc in ('c++', 'g++', 'clang++')), reason='inductor needs a C++ compiler')
+def test_mlp_compiles_with_torch_compile():
+    # inductor cannot lower the oneDNN op with a trainable weight: compiled graphs must take F.linear
+    torch.manual_seed(0)
+    model = MLP(256, [128], 10, init='pytorch')
+    x, y = torch.randn(64, 256), torch.randint(0, 10, (64,))
+    eager_loss = torch.nn.functional.cross_entropy(model(x), y)
+    eager_grad, = torch.autograd.grad(eager_loss, model.layers[0].weight)
+    compiled_loss = torch.nn.functional.cross_entropy(torch.compile(model)(x), y)
+    compiled_grad, = torch.autograd.grad(compiled_loss, model.layers[0].weight)
+    assert torch.allclose(compiled_loss, eager_loss, rtol=1e-5)
+    assert torch.allclose(compiled_grad, eager_grad, rtol=1e-4, atol=1e-6)
