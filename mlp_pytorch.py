@@ -55,7 +55,8 @@ class Linear(nn.Linear):
     ONEDNN_MIN_MACS = 1 << 20  # smaller products: oneDNN's fixed cost per call (~25-40 us) outweighs its speed
 
     def forward(self, x):
-        if not (Linear.onednn and not torch.compiler.is_compiling() and x.dim() == 2 and x.shape[1] == self.in_features and x.device.type == 'cpu'
+        if not (Linear.onednn and not torch.compiler.is_compiling()
+                and x.dim() == 2 and x.shape[1] == self.in_features and x.device.type == 'cpu'
                 and x.dtype == self.weight.dtype == torch.float32
                 and x.shape[0] * self.in_features * self.out_features >= self.ONEDNN_MIN_MACS):
             return nn.functional.linear(x, self.weight, self.bias)
