@@ -66,15 +66,21 @@ class CustomLayerNormAutograd(nn.Module):
 _kernels, _kernels_tried, _kernels_lock = None, False, threading.Lock()
 
 
+def find_compiler():
+    """The C++ compiler to build with: $CXX, else the first of c++, g++, clang++ on PATH; None if none."""
+    return os.environ.get('CXX') or shutil.which('c++') or shutil.which('g++') or shutil.which('clang++')
+
+
 def _build_kernels():
     """Compile custom_layernorm_kernels.cpp (cached by source, flags and host) and load it.
 
     Raises OSError or RuntimeError when there is no compiler or the build fails.
     """
-    compiler = os.environ.get('CXX') or shutil.which('c++') or shutil.which('g++') or shutil.which('clang++')
+    compiler = find_compiler()
     if compiler is None:
         raise RuntimeError('no C++ compiler found')
-    source = open(KERNEL_SOURCE, 'rb').read()
+    with open(KERNEL_SOURCE, 'rb') as f:
+        source = f.read()
     flags = ['-O3', '-march=native', '-shared', '-fPIC', '-std=c++17']
     # -march=native code runs only on this kind of CPU: key the cache by host as well
     key = hashlib.sha256(b'\0'.join([source, ' '.join([compiler, *flags, platform.node()]).encode()])).hexdigest()[:16]

@@ -1,7 +1,6 @@
 """PyTorch MLP: shapes, exact agreement with the NumPy MLP, every option, presets, CLI."""
 import json
 import pathlib
-import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ import torch
 
 import mlp_pytorch
 import train_mlp_pytorch
+from custom_layernorm import find_compiler
 from mlp_numpy import MLP as NumpyMLP
 from mlp_pytorch import ACTIVATIONS, INITS, MLP, NORMS, WEIGHT_INIT_STD
 from modules import CrossEntropyModule
@@ -265,7 +265,7 @@ def test_elu_can_use_torch_kernel(monkeypatch):
     assert type(mlp_pytorch.ELU()(x).grad_fn).__name__ == 'EluBackward0'
 
 
-@pytest.mark.skipif(not any(shutil.which(cc) for cc in ('c++', 'g++', 'clang++')), reason='inductor needs a C++ compiler')
+@pytest.mark.skipif(find_compiler() is None, reason='inductor needs a C++ compiler')
 def test_mlp_compiles_with_torch_compile():
     # inductor cannot lower the oneDNN op with a trainable weight: compiled graphs must take F.linear
     torch.manual_seed(0)
