@@ -4,32 +4,32 @@
     cifar10 = cifar10_utils.get_cifar10('cifar10/cifar-10-batches-py')
     x, y = cifar10['train'].next_batch(200)      # x: [200, 3, 32, 32] float32, y: [200, 10]
     x, y = cifar10.test.images, cifar10.test.labels
+    cifar10.source                               # which files were read, and whether they are the official ones
 
-When the folder lacks the batch files, the official archive is downloaded next to
-it (progress bar, MD5 check, safe extraction). Every problem with the data raises
-CIFAR10Error with one message naming the file or folder and what to do.
+When the folder has no batch files, the official archive is downloaded into it
+(cifar10_download.py). The batch files are pickles: they are read with an unpickler that
+builds numpy arrays and nothing else, so a file from elsewhere cannot run code, and their
+content is checked. Every problem with the data raises CIFAR10Error with one message
+naming the file or folder and what to do.
 """
+import codecs
+import concurrent.futures
 import hashlib
+import io
 import os
 import pickle
-import shutil
-import sys
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
 
 import numpy as np
 
 CIFAR10_FOLDER = 'cifar10/cifar-10-batches-py'  # default data_dir, as in the skeleton
-CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
-CIFAR10_MD5 = 'c58f30108f718f92721af3b95e74349a'
-ARCHIVE_NAME = 'cifar-10-python.tar.gz'
-ARCHIVE_FOLDER = 'cifar-10-batches-py'  # the one folder inside the archive
 
 TRAIN_FILES = tuple(f'data_batch_{i}' for i in range(1, 6))
 TEST_FILE = 'test_batch'
 BATCH_FILES = TRAIN_FILES + (TEST_FILE,)
+# MD5s of the batch files of the official release (as torchvision's CIFAR10 lists them)
+OFFICIAL_MD5 = {'data_batch_1': 'c99cafc152244af753f735de768cd75f', 'data_batch_2': 'd4bba439e000b95fd0a9bffe97cbabec',
+                'data_batch_3': '54ebc095f3ab1f0389bbae665268c751', 'data_batch_4': '634d18415352ddfa80567beed471001a',
+                'data_batch_5': '482c414d41f54cd18b22e5b47cb7c3cb', 'test_batch': '40351d587109b95175f43aff81a1287e'}
 
 N_CLASSES = 10
 IMAGE_SHAPE = (3, 32, 32)  # channels first
@@ -40,33 +40,135 @@ class CIFAR10Error(RuntimeError):
     """A problem with the data files; the message says which file and what to do."""
 
 
+# --------------------------------------------------------------------------- safe unpickling
+
+def _array_reconstruct(subtype, shape, dtype):
+    """numpy's own pickle constructor, for the empty array it always starts from (numpy
+    then fills it from the pickled bytes): a declared size cannot allocate anything."""
+    if subtype is not np.ndarray or tuple(shape) != (0,):
+        raise pickle.UnpicklingError(f'unexpected array construction {subtype!r}, shape {shape!r}')
+    return _RECONSTRUCT(subtype, shape, dtype)
+
+
+def _latin1_bytes(text, encoding):
+    """How Python 3 writes bytes into a protocol-2 pickle: codecs.encode(text, 'latin1')."""
+    if encoding not in ('latin1', 'latin-1'):
+        raise pickle.UnpicklingError(f'unexpected encoding {encoding!r}')
+    return codecs.encode(text, 'latin1')
+
+
+# numpy's pickle constructors, taken from what numpy itself pickles (their modules moved in numpy 2)
+_RECONSTRUCT = np.zeros(0).__reduce__()[0]  # multiarray._reconstruct
+_FROMBUFFER = np.zeros(0).__reduce_ex__(5)[0]  # numeric._frombuffer: arrays in protocol-5 pickles
+_SCALAR = np.int64(0).__reduce__()[0]  # multiarray.scalar: numpy scalars
+# Every global a CIFAR-10 batch can name, in old- and new-numpy spellings: the official files, written by
+# Python 2, need the first four; files re-pickled by Python 3 may also hold bytes, numpy scalars or
+# protocol-5 arrays.
+ALLOWED_GLOBALS = {
+    ('numpy.core.multiarray', '_reconstruct'): _array_reconstruct,
+    ('numpy._core.multiarray', '_reconstruct'): _array_reconstruct,
+    ('numpy', 'ndarray'): np.ndarray,
+    ('numpy', 'dtype'): np.dtype,
+    ('_codecs', 'encode'): _latin1_bytes,
+    ('numpy.core.multiarray', 'scalar'): _SCALAR,
+    ('numpy._core.multiarray', 'scalar'): _SCALAR,
+    ('numpy.core.numeric', '_frombuffer'): _FROMBUFFER,
+    ('numpy._core.numeric', '_frombuffer'): _FROMBUFFER,
+}
+
+
+class UnsafePickle(pickle.UnpicklingError):
+    """A pickle asked for a global that no CIFAR-10 batch needs."""
+
+
+class _CIFAR10Unpickler(pickle.Unpickler):
+    """An unpickler that can build numpy arrays, dicts, lists, strings and numbers, and nothing
+    else: every other global (os.system, a class with a __reduce__, ...) is refused unimported."""
+
+    def find_class(self, module, name):
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise UnsafePickle(f'{module}.{name}') from None
+
+
 # --------------------------------------------------------------------------- loading
 
-def load_cifar10_batch(batch_filename):
-    """Load one pickled batch file.
+def _refuse(path, problem, advice=None):
+    folder = os.path.dirname(os.path.abspath(path))
+    advice = advice or f"delete the folder '{folder}' and run again to download a fresh copy"
+    raise CIFAR10Error(f"CIFAR-10 batch file '{path}' {problem}; {advice}")
 
-    Returns (X, Y): X uint8 [N, 3, 32, 32] (channels first), Y int64 [N] class indices.
-    Raises CIFAR10Error if the file is missing, truncated or not a CIFAR-10 batch.
-    """
-    if not os.path.isfile(batch_filename):
-        raise CIFAR10Error(f"CIFAR-10 batch file '{batch_filename}' is missing; "
-                           "delete its folder and run again to download a fresh copy")
+
+def parse_cifar10_batch(payload, path):
+    """(X uint8 [N, 3, 32, 32], Y int64 [N]) from the bytes of a batch file, checked; CIFAR10Error if
+    the file asks for code, is not a pickle, or does not hold a CIFAR-10 batch. `path` names it."""
     try:
-        with open(batch_filename, 'rb') as f:
-            batch = pickle.load(f, encoding='latin1')
-        data = np.asarray(batch['data'])
-        labels = np.asarray(batch['labels'], dtype=np.int64)
-        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_SIZE:
-            raise ValueError(f'data is {data.dtype} {data.shape}, expected uint8 [N, {IMAGE_SIZE}]')
-        if labels.shape != (data.shape[0],) or labels.min(initial=0) < 0 or labels.max(initial=0) >= N_CLASSES:
-            raise ValueError(f'labels do not match the {data.shape[0]} images or lie outside 0..{N_CLASSES - 1}')
-    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError,
-            AttributeError, IndexError, UnicodeDecodeError) as err:
-        raise CIFAR10Error(f"CIFAR-10 batch file '{batch_filename}' is corrupt or truncated "
-                           f"({type(err).__name__}: {err}); delete it and run again to download "
-                           "a fresh copy") from None
+        batch = _CIFAR10Unpickler(io.BytesIO(payload), encoding='latin1').load()
+    except UnsafePickle as err:
+        _refuse(path, f"asks to load '{err}', which no CIFAR-10 batch needs, so it was not read (it may be "
+                      'malicious)', 'delete it and use a copy from the official archive')
+    except Exception as err:  # noqa: BLE001 (any file can sit in a data folder: every failure is one message)
+        _refuse(path, f'is corrupt or truncated ({type(err).__name__}: {str(err)[:200]})')
+    if not isinstance(batch, dict) or 'data' not in batch or 'labels' not in batch:
+        _refuse(path, "does not hold a CIFAR-10 batch (a dict with 'data' and 'labels')")
+    data, labels = batch['data'], np.asarray(batch['labels'])
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_SIZE:
+        _refuse(path, f"has 'data' of {getattr(data, 'dtype', type(data).__name__)} "
+                      f"{getattr(data, 'shape', '')}, expected uint8 [N, {IMAGE_SIZE}]")
+    if labels.dtype.kind not in 'iu' or labels.shape != (len(data),):
+        _refuse(path, f"has 'labels' of {labels.dtype} {labels.shape}, expected {len(data)} integers")
+    if len(labels) and not 0 <= labels.min() <= labels.max() < N_CLASSES:
+        _refuse(path, f'has labels outside 0..{N_CLASSES - 1} ({labels.min()}..{labels.max()})')
     # each row holds 1024 red, 1024 green, 1024 blue values: already channels first
-    return data.reshape((-1,) + IMAGE_SHAPE), labels
+    return data.reshape((-1,) + IMAGE_SHAPE), labels.astype(np.int64)
+
+
+def _read(path):
+    if not os.path.isfile(path):
+        _refuse(path, 'is missing')
+    try:
+        with open(path, 'rb') as f:
+            return f.read()
+    except OSError as err:
+        _refuse(path, f'cannot be read ({err.strerror})', 'check its permissions')
+
+
+def load_cifar10_batch(batch_filename):
+    """Load one batch file: (X uint8 [N, 3, 32, 32] channels first, Y int64 [N] class indices).
+
+    Raises CIFAR10Error if the file is missing, truncated, not a CIFAR-10 batch, or asks for code.
+    """
+    return parse_cifar10_batch(_read(batch_filename), batch_filename)
+
+
+def load_cifar10_files(cifar10_folder):
+    """The five training batches and the test batch, and where they came from.
+
+    Returns (X_train, Y_train, X_test, Y_test, source): X uint8 [N, 3, 32, 32], Y int64 [N];
+    source as data_source() gives it. The files' MD5s are computed on a second thread
+    while they are parsed (hashlib releases the GIL), so the fingerprint costs little time.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as hasher:
+        parsed, digests = [], {}
+        for name in BATCH_FILES:
+            path = os.path.join(cifar10_folder, name)
+            payload = _read(path)
+            digests[name] = hasher.submit(lambda data: hashlib.md5(data).hexdigest(), payload)
+            parsed.append(parse_cifar10_batch(payload, path))
+        md5s = {name: digest.result() for name, digest in digests.items()}
+    X_train = np.concatenate([x for x, _ in parsed[:-1]])
+    Y_train = np.concatenate([y for _, y in parsed[:-1]])
+    X_test, Y_test = parsed[-1]
+    return X_train, Y_train, X_test, Y_test, data_source(cifar10_folder, md5s)
+
+
+def data_source(folder, md5s):
+    """What a run records of its data: the folder, each file's MD5, a short fingerprint of all
+    six, and whether they are byte for byte the official release."""
+    fingerprint = hashlib.sha256(' '.join(md5s[name] for name in BATCH_FILES).encode()).hexdigest()[:16]
+    return {'folder': os.path.abspath(folder), 'fingerprint': fingerprint,
+            'official': all(md5s[name] == OFFICIAL_MD5[name] for name in BATCH_FILES), 'md5': md5s}
 
 
 def load_cifar10(cifar10_folder):
@@ -74,11 +176,7 @@ def load_cifar10(cifar10_folder):
 
     Returns (X_train, Y_train, X_test, Y_test) with X uint8 [N, 3, 32, 32], Y int64 [N].
     """
-    train = [load_cifar10_batch(os.path.join(cifar10_folder, name)) for name in TRAIN_FILES]
-    X_test, Y_test = load_cifar10_batch(os.path.join(cifar10_folder, TEST_FILE))
-    X_train = np.concatenate([x for x, _ in train])
-    Y_train = np.concatenate([y for _, y in train])
-    return X_train, Y_train, X_test, Y_test
+    return load_cifar10_files(cifar10_folder)[:4]
 
 
 def preprocess_cifar10_data(X_train_raw, Y_train_raw, X_test_raw, Y_test_raw):
@@ -123,21 +221,10 @@ class DataSet:
         self._index_in_epoch = 0
         self._epochs_completed = 0
 
-    @property
-    def images(self):
-        return self._images
-
-    @property
-    def labels(self):
-        return self._labels
-
-    @property
-    def num_examples(self):
-        return self._num_examples
-
-    @property
-    def epochs_completed(self):
-        return self._epochs_completed
+    images = property(lambda self: self._images)
+    labels = property(lambda self: self._labels)
+    num_examples = property(lambda self: self._num_examples)
+    epochs_completed = property(lambda self: self._epochs_completed)
 
     def next_batch(self, batch_size):
         """Return the next (images, labels) batch of exactly batch_size examples."""
@@ -158,7 +245,10 @@ class DataSet:
 
 
 class DataSplits(dict):
-    """The dict of splits, also readable as attributes: splits.test is splits['test']."""
+    """The dict of splits, also readable as attributes: splits.test is splits['test'].
+    `source` says which files they came from (data_source(); None if not from files)."""
+
+    source = None
 
     def __getattr__(self, name):
         try:
@@ -171,11 +261,12 @@ def read_data_sets(data_dir, one_hot=True, validation_size=0, download=True):
     """Load (downloading if needed), preprocess and split CIFAR-10.
 
     Returns DataSplits with 'train', 'validation' (the first validation_size
-    training images) and 'test' DataSets.
+    training images) and 'test' DataSets, and the files' `source`.
     """
     if download:
+        from cifar10_download import maybe_download  # here, not at the top: cifar10_download imports this module
         maybe_download(data_dir)
-    train_raw, train_labels, test_raw, test_labels = load_cifar10(data_dir)
+    train_raw, train_labels, test_raw, test_labels, source = load_cifar10_files(data_dir)
     if not 0 <= validation_size <= len(train_raw):
         raise ValueError(f'validation_size must be in 0..{len(train_raw)}, got {validation_size}')
     train_images, train_labels, test_images, test_labels = preprocess_cifar10_data(
@@ -183,117 +274,14 @@ def read_data_sets(data_dir, one_hot=True, validation_size=0, download=True):
     if one_hot:
         train_labels = dense_to_one_hot(train_labels, N_CLASSES)
         test_labels = dense_to_one_hot(test_labels, N_CLASSES)
-    return DataSplits(
+    splits = DataSplits(
         train=DataSet(train_images[validation_size:], train_labels[validation_size:]),
         validation=DataSet(train_images[:validation_size], train_labels[:validation_size]),
         test=DataSet(test_images, test_labels))
+    splits.source = source
+    return splits
 
 
 def get_cifar10(data_dir=CIFAR10_FOLDER, one_hot=True, validation_size=0, download=True):
     """The skeleton's entry point: see read_data_sets."""
     return read_data_sets(data_dir, one_hot, validation_size, download)
-
-
-# --------------------------------------------------------------------------- download
-
-def maybe_download(data_dir, url=None, md5=None):
-    """Download and extract CIFAR-10 into data_dir unless its batch files are there.
-
-    url defaults to $CIFAR10_URL if set (a mirror), else the official archive; md5
-    to the official checksum. A folder holding some but not all batch files is left
-    alone: loading then names the missing file.
-    """
-    url = url or os.environ.get('CIFAR10_URL') or CIFAR10_URL
-    md5 = md5 or CIFAR10_MD5
-    if any(os.path.exists(os.path.join(data_dir, name)) for name in BATCH_FILES):
-        return
-    parent = os.path.dirname(os.path.abspath(data_dir))
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as err:
-        raise CIFAR10Error(f"cannot create folder '{parent}' for CIFAR-10 ({err.strerror}); "
-                           "pass a writable --data_dir") from None
-    archive = os.path.join(parent, ARCHIVE_NAME)
-    if not (os.path.isfile(archive) and file_md5(archive) == md5):
-        download_file(url, archive, md5)
-    extract_archive(archive, data_dir)
-
-
-def file_md5(path, chunk_size=1 << 20):
-    digest = hashlib.md5()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(chunk_size), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def download_file(url, path, md5):
-    """Download url to path with a progress bar; keep it only if its MD5 matches.
-
-    Bytes go to path + '.part' first and are renamed only once verified, so an
-    interrupted or corrupt download never leaves a file at path.
-    """
-    from tqdm import tqdm
-    partial = path + '.part'
-    digest = hashlib.md5()
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, 'wb') as out:
-            total = int(response.headers.get('Content-Length') or 0) or None
-            with tqdm(total=total, unit='B', unit_scale=True, unit_divisor=1024,
-                      desc=f'downloading {os.path.basename(path)}', file=sys.stderr) as bar:
-                for chunk in iter(lambda: response.read(1 << 20), b''):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        _remove(partial)
-        reason = getattr(err, 'reason', None) or err
-        raise CIFAR10Error(f'cannot download CIFAR-10 from {url} ({reason}); download it by hand '
-                           f"and extract it so that '{os.path.dirname(path)}/{ARCHIVE_FOLDER}' "
-                           'holds the batch files, or pass --data_dir') from None
-    except BaseException:  # Ctrl-C: leave nothing half-written
-        _remove(partial)
-        raise
-    if digest.hexdigest() != md5:
-        _remove(partial)
-        raise CIFAR10Error(f'checksum mismatch for {url}: MD5 {digest.hexdigest()}, expected {md5}; '
-                           'the download was corrupted or replaced, run again or download by hand')
-    os.replace(partial, path)
-
-
-def extract_archive(archive, data_dir):
-    """Extract the batch files of the archive's one folder into data_dir.
-
-    Only regular files directly inside that folder are written; a member with an
-    absolute path, a '..' component, a link or a device aborts before anything lands.
-    """
-    data_dir = os.path.abspath(data_dir)
-    parent = os.path.dirname(data_dir)
-    staging = tempfile.mkdtemp(prefix='.cifar10-extract-', dir=parent)
-    try:
-        with tarfile.open(archive, 'r:gz') as tar:
-            for member in tar:
-                parts = member.name.replace('\\', '/').split('/')
-                if os.path.isabs(member.name) or '..' in parts or not (member.isfile() or member.isdir()):
-                    raise CIFAR10Error(f"unsafe member '{member.name}' in '{archive}'; "
-                                       'delete the archive and download it again')
-                if member.isfile() and len(parts) == 2 and parts[0] == ARCHIVE_FOLDER:
-                    with tar.extractfile(member) as src, open(os.path.join(staging, parts[1]), 'wb') as dst:
-                        shutil.copyfileobj(src, dst)
-        missing = [name for name in BATCH_FILES if not os.path.isfile(os.path.join(staging, name))]
-        if missing:
-            raise CIFAR10Error(f"'{archive}' lacks {', '.join(missing)}; delete it and download it again")
-        os.makedirs(data_dir, exist_ok=True)
-        for name in os.listdir(staging):
-            os.replace(os.path.join(staging, name), os.path.join(data_dir, name))
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise CIFAR10Error(f"cannot extract '{archive}' ({err}); delete it and run again") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass

@@ -1,7 +1,7 @@
 """Rebuild docs/report.md (from docs/report_template.md) and README.md's results table
 from the run records.
 
-    python make_report.py            # write docs/report.md, the README table, and redraw the curves
+    python make_report.py            # write docs/report.md, the README table, and redraw the figures
     python make_report.py --check    # exit 1 if either is not what the records give
 
 The template holds the prose; every number, table and figure in it is a placeholder
@@ -13,15 +13,17 @@ the experiment scripts and the benchmarks):
     {{figure:RUN}}                the curves of docs/results/RUN/history.json, redrawn from it
 """
 import argparse
-import json
 import os
 import pathlib
 import re
 import sys
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+from experiments import mlp_sweep, norm_batch_size
+from experiments.records import DATA_FLAG as DATA
+from experiments.records import RESULTS, ROOT, load_json, markdown_table
+from run_records import plot_curves
+
 DOCS = os.path.join(ROOT, 'docs')
-RESULTS = os.path.join(DOCS, 'results')
 TEMPLATE = os.path.join(DOCS, 'report_template.md')
 REPORT = os.path.join(DOCS, 'report.md')
 PLACEHOLDER = re.compile(r'\{\{(value|table|figure):([^}]+)\}\}')
@@ -29,8 +31,7 @@ MISSING = '*(not run yet)*'
 
 
 def load(path):
-    full = os.path.join(RESULTS, path)
-    return json.loads(pathlib.Path(full).read_text()) if os.path.isfile(full) else None
+    return load_json(os.path.join(RESULTS, path))
 
 
 def lookup(record, key):
@@ -53,8 +54,7 @@ def figure(run, draw):
     if record is None:
         return MISSING
     if draw:
-        from training_utils import plot_curves
-        plot_curves(record, os.path.join(RESULTS, run, 'curves.png'))
+        plot_curves(record, os.path.join(RESULTS, run, 'curves.png'), title=run)
     return f'![{run} curves](results/{run}/curves.png)'
 
 
@@ -88,7 +88,6 @@ def table_runs(runs):
                            'train images/s', 'command'], rows)
 
 
-DATA = '--data_dir ../shared/cifar10/cifar-10-batches-py'
 CONVNET_RUNS = [
     ('Table 1 (vgg), defaults', 'convnet_vgg_default',
      f'python train_convnet_pytorch.py {DATA} --output_dir docs/results/convnet_vgg_default'),
@@ -117,12 +116,6 @@ MLP_RUNS = [
 ]
 
 
-def markdown_table(header, rows):
-    """A Markdown table from a header list and rows of cell lists."""
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    return '\n'.join(lines + ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows])
-
-
 def table_layernorm_bench():
     bench = load('bench_layernorm.json')
     if bench is None:
@@ -131,21 +124,6 @@ def table_layernorm_bench():
         ['shape', 'variant', 'forward+backward (ms)', '× F.layer_norm', '× autograd module', 'bytes saved for backward'],
         [[f"{r['shape'][0]}×{r['shape'][1]}", r['variant'], f"{r['fwd_bwd_ms']:.3f}", f"{r['vs_F_layer_norm']:.2f}",
           f"{r['vs_autograd']:.2f}", f"{r['saved_bytes']:,}"] for r in bench['rows']])
-
-
-def table_mlp_kernels():
-    bench = load('bench_mlp_kernels.json')
-    if bench is None:
-        return MISSING
-    linear = markdown_table(
-        ['layer (batch × in → out)', 'product', 'torch default BLAS (GFLOP/s)', 'oneDNN (GFLOP/s)', 'speed-up'],
-        [['{} × {} → {}'.format(*r['shape']), r['product'], f"{r['blas_gflops']:.0f}", f"{r['onednn_gflops']:.0f}",
-          f"{r['onednn_speedup']:.2f}×"] for r in bench['linear']])
-    elu = markdown_table(
-        ['ELU input', 'pass', 'nn.ELU (µs)', 'mlp_pytorch.ELU (µs)', 'speed-up'],
-        [[f"{r['shape'][0]} × {r['shape'][1]}", r['mode'], f"{r['nn_elu_us']:.0f}", f"{r['ours_us']:.0f}",
-          f"{r['speedup']:.2f}×"] for r in bench['elu']])
-    return linear + '\n\n' + elu
 
 
 def table_convnet_cpu_bench():
@@ -158,11 +136,9 @@ def table_convnet_cpu_bench():
           ', '.join(f'{v:.0f}' for v in r['all'])] for r in bench['rows']])
 
 
-def table_experiment(module_name):
-    sys.path.insert(0, ROOT)
-    module = __import__(f'experiments.{module_name}', fromlist=['collect_rows'])
+def table_experiment(module):
     rows = module.collect_rows()
-    return module.markdown_table(rows) if rows else MISSING
+    return module.table(rows) if rows else MISSING
 
 
 TABLES = {
@@ -170,9 +146,8 @@ TABLES = {
     'convnet_runs': lambda: table_runs(CONVNET_RUNS),
     'layernorm_bench': table_layernorm_bench,
     'convnet_cpu_bench': table_convnet_cpu_bench,
-    'mlp_kernels': table_mlp_kernels,
-    'mlp_sweep': lambda: table_experiment('mlp_sweep'),
-    'norm_batch_size': lambda: table_experiment('norm_batch_size'),
+    'mlp_sweep': lambda: table_experiment(mlp_sweep),
+    'norm_batch_size': lambda: table_experiment(norm_batch_size),
 }
 
 
@@ -190,9 +165,12 @@ def readme_results():
          MLP_RUNS[0][2]),
         ('NumPy MLP default run, 1400 steps + 14 test evaluations: time (median); share of sgemm peak',
          f"{v('bench_mlp_numpy.json', 'median_time_s', '.2f')} s; {v('bench_mlp_numpy.json', 'median_fraction_of_peak', '.0%')}",
-         f'python benchmarks/bench_mlp_numpy.py {DATA} --json docs/results/bench_mlp_numpy.json'),
-        ('Loading all six batch files into float32 (median)', f"{v('bench_load.json', 'median_s', '.2f')} s",
-         f'python benchmarks/bench_load.py {DATA} --json docs/results/bench_load.json'),
+         f'python -m benchmarks.bench_mlp_numpy {DATA} --json bench_mlp_numpy.json'),
+        ('Loading all six batch files into float32, with the safe unpickler, checks and MD5 fingerprint '
+         '(median); × the plain-pickle loader it replaced (median within-round ratio)',
+         f"{v('bench_load.json', 'median_s.this checkout', '.2f')} s; "
+         f"{v('bench_load.json', 'median_round_ratio', '.2f')}×",
+         f'python -m benchmarks.bench_load {DATA} --compare_with OLD_CHECKOUT --json bench_load.json'),
         ('PyTorch MLP, defaults: final (best) test accuracy',
          f"{run('mlp_pytorch_default', 'final_test_accuracy')} ({run('mlp_pytorch_default', 'best_test_accuracy')})",
          MLP_RUNS[1][2]),
@@ -203,8 +181,8 @@ def readme_results():
          f"{v('bench_mlp_numpy_vs_pytorch.json', 'median_time_s.numpy', '.2f')} s); "
          f"{v('bench_mlp_numpy_vs_pytorch.json', 'median_round_ratio_pytorch_to_numpy', '.2f')}; "
          f"{v('bench_mlp_numpy_vs_pytorch.json', 'rounds_pytorch_faster')} of {v('bench_mlp_numpy_vs_pytorch.json', 'repeats')}",
-         f'python benchmarks/bench_mlp_numpy_vs_pytorch.py {DATA} --repeats 21 '
-         '--json docs/results/bench_mlp_numpy_vs_pytorch.json'),
+         f"python -m benchmarks.bench_mlp_numpy_vs_pytorch {DATA} --repeats {v('bench_mlp_numpy_vs_pytorch.json', 'repeats')} "
+         '--json bench_mlp_numpy_vs_pytorch.json'),
         ('PyTorch MLP, --preset best: final (best) test accuracy; wall time',
          f"{run('mlp_pytorch_best', 'final_test_accuracy')} ({run('mlp_pytorch_best', 'best_test_accuracy')}); "
          f"{v('mlp_pytorch_best/history.json', 'summary.time_s', '.0f')} s", MLP_RUNS[2][2]),
@@ -212,9 +190,9 @@ def readme_results():
          '(128×1024; 1024×4096)',
          f"{v('bench_layernorm.json', 'rows.1.vs_F_layer_norm', '.2f')}× and "
          f"{v('bench_layernorm.json', 'rows.1.vs_autograd', '.2f')}×; "
-         f"{v('bench_layernorm.json', 'rows.5.vs_F_layer_norm', '.2f')}× and "
-         f"{v('bench_layernorm.json', 'rows.5.vs_autograd', '.2f')}×",
-         'python benchmarks/bench_layernorm.py --json docs/results/bench_layernorm.json'),
+         f"{v('bench_layernorm.json', 'rows.4.vs_F_layer_norm', '.2f')}× and "
+         f"{v('bench_layernorm.json', 'rows.4.vs_autograd', '.2f')}×",
+         'python -m benchmarks.bench_layernorm --json bench_layernorm.json'),
     ]
     for label, run_name, command in CONVNET_RUNS:
         record = load(os.path.join(run_name, 'history.json'))
@@ -223,9 +201,7 @@ def readme_results():
                      f"{run(run_name, 'final_test_accuracy')} ({run(run_name, 'best_test_accuracy')}); "
                      f"{v(f'{run_name}/history.json', 'summary.time_s', '.0f')} s; "
                      f"{v(f'{run_name}/history.json', 'summary.train_images_per_s', '.0f')}", command))
-    lines = ['| what | result | command |', '|---|---|---|']
-    lines += [f'| {label} | {result} | `{command}` |' for label, result, command in rows]
-    return '\n'.join(lines)
+    return markdown_table(['what', 'result', 'command'], [[label, result, f'`{command}`'] for label, result, command in rows])
 
 
 README = os.path.join(ROOT, 'README.md')
@@ -270,11 +246,9 @@ def main():
     readme = render_readme()
     with open(README, 'w') as f:
         f.write(readme)
-    if 'norm_batch_size' in text:
-        from experiments import norm_batch_size
-        rows = norm_batch_size.collect_rows()
-        if rows:
-            norm_batch_size.plot(rows, norm_batch_size.PLOT)
+    rows = norm_batch_size.collect_rows()
+    if rows:
+        norm_batch_size.plot(rows, os.path.join(DOCS, 'norm_batch_size.png'))
     print(f'wrote {os.path.relpath(REPORT, ROOT)}')
 
 

@@ -4,23 +4,24 @@
     python train_mlp_numpy.py --dnn_hidden_units 200,100 --learning_rate 2e-3 --max_steps 3000
 
 Writes history.json (config + every recorded number), train.csv, test.csv and
-curves.png into --output_dir. From Python: `history = train(max_steps=500)`.
+curves.png into --output_dir. From Python: `record = train(max_steps=500)`.
 """
+import contextlib
+
 import numpy as np
 
 import cifar10_utils
+from cli_utils import hidden_units, parse_settings, run_cli, training_parser
 from mlp_numpy import MLP
 from modules import CrossEntropyModule
-from training_utils import (accuracy, base_parser, default_output_dir, exit_status, finish,  # noqa: F401 (accuracy: the skeleton's API)
-                            hidden_units, History, run_cli, set_seed, train_loop)
+from run_records import History, OutputFolder
+from training_utils import accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets) lives here too)
+from training_utils import (check_batch_size, check_fits_in_memory, check_run_settings, exit_status, finish,
+                            physical_memory_bytes, run_config, set_seed, train_loop)
+from training_utils import hidden_units as parse_hidden_units
 
-# Defaults of the assignment
-DNN_HIDDEN_UNITS_DEFAULT = '100'
-LEARNING_RATE_DEFAULT = 1e-3
-MAX_STEPS_DEFAULT = 1400
-BATCH_SIZE_DEFAULT = 200
-EVAL_FREQ_DEFAULT = 100
 DTYPE = np.float32  # training precision; the gradient checks use float64
+BYTES_PER_PARAMETER = 16  # float64 draw at initialisation, float32 weight and gradient
 
 
 def evaluate(model, loss_module, images, labels):
@@ -29,50 +30,55 @@ def evaluate(model, loss_module, images, labels):
     return loss_module.forward(probs, labels), accuracy(probs, labels)
 
 
-def train(dnn_hidden_units=(100,), learning_rate=LEARNING_RATE_DEFAULT, max_steps=MAX_STEPS_DEFAULT,
-          batch_size=BATCH_SIZE_DEFAULT, eval_freq=EVAL_FREQ_DEFAULT,
-          data_dir=cifar10_utils.CIFAR10_FOLDER, seed=42, output_dir=None, progress=True, data=None):
+def train(*, dnn_hidden_units='100', learning_rate=1e-3, max_steps=1400, batch_size=200, eval_freq=100, seed=42,
+          data_dir=cifar10_utils.CIFAR10_FOLDER, output_dir=None, progress=True, data=None):
     """Train an MLP with plain SGD and return its record (config, train/test curves, summary).
 
+    The defaults are the assignment's. `dnn_hidden_units`: '100,50' or [100, 50].
     `data`: already loaded get_cifar10() splits (else loaded from data_dir).
     `output_dir`: where to save the record and curves (None: nothing written).
     """
-    config = dict(name='mlp_numpy', dnn_hidden_units=list(dnn_hidden_units), learning_rate=learning_rate,
-                  max_steps=max_steps, batch_size=batch_size, eval_freq=eval_freq, seed=seed)
-    set_seed(seed)
-    cifar10 = data if data is not None else cifar10_utils.get_cifar10(data_dir)
-    # a fresh batch iterator: runs with the same seed see the same batches, even on shared `data`
-    train_set = cifar10_utils.DataSet(cifar10['train'].images, cifar10['train'].labels)
-    test_images = cifar10['test'].images.reshape(cifar10['test'].num_examples, -1)  # [N, 3072]
-    test_labels = cifar10['test'].labels
-    n_inputs, n_classes = test_images.shape[1], test_labels.shape[1]
+    config = run_config('mlp_numpy', locals())
+    check_run_settings(max_steps=max_steps, batch_size=batch_size, eval_freq=eval_freq, learning_rate=learning_rate,
+                       seed=seed)
+    hidden = config['dnn_hidden_units'] = parse_hidden_units(dnn_hidden_units)
+    sizes = [cifar10_utils.IMAGE_SIZE, *hidden, cifar10_utils.N_CLASSES]
+    n_parameters = sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
+    check_fits_in_memory(n_parameters * BYTES_PER_PARAMETER, physical_memory_bytes(), 'this machine')
+    with OutputFolder(output_dir) if output_dir else contextlib.nullcontext():
+        set_seed(seed)
+        cifar10 = data if data is not None else cifar10_utils.get_cifar10(data_dir)
+        check_batch_size(batch_size, cifar10['train'].num_examples)
+        # a fresh batch iterator: runs with the same seed see the same batches, even on shared `data`
+        train_set = cifar10_utils.DataSet(cifar10['train'].images, cifar10['train'].labels)
+        test_images = cifar10['test'].images.reshape(cifar10['test'].num_examples, -1)  # [N, 3072]
+        test_labels = cifar10['test'].labels
+        model = MLP(sizes[0], hidden, sizes[-1], dtype=DTYPE, input_grad=False)
+        loss_module = CrossEntropyModule()
 
-    model = MLP(n_inputs, list(dnn_hidden_units), n_classes, dtype=DTYPE, input_grad=False)
-    loss_module = CrossEntropyModule()
+        def train_step(step):
+            x, y = train_set.next_batch(batch_size)
+            probs = model.forward(x.reshape(batch_size, -1))
+            loss = loss_module.forward(probs, y)
+            model.backward(loss_module.backward(probs, y))
+            for param, grad in model.parameters():
+                param -= learning_rate * grad
+            return loss
 
-    def train_step(step):
-        x, y = train_set.next_batch(batch_size)
-        probs = model.forward(x.reshape(batch_size, n_inputs))
-        loss = loss_module.forward(probs, y)
-        model.backward(loss_module.backward(probs, y))
-        for param, grad in model.parameters():
-            param -= learning_rate * grad
-        return loss
-
-    history = History(config)
-    train_loop(train_step, lambda: evaluate(model, loss_module, test_images, test_labels),
-               history, max_steps, eval_freq, progress, desc='mlp_numpy', save_dir=output_dir)
-    return finish(history, output_dir, quiet=not progress)
+        history = History(config, data_source=getattr(cifar10, 'source', None))
+        train_loop(train_step, lambda: evaluate(model, loss_module, test_images, test_labels), history,
+                   max_steps=max_steps, eval_freq=eval_freq, progress=progress, desc='mlp_numpy', save_dir=output_dir)
+        return finish(history, output_dir, progress)
 
 
-def main():
-    parser = base_parser(__doc__, LEARNING_RATE_DEFAULT, MAX_STEPS_DEFAULT, BATCH_SIZE_DEFAULT, EVAL_FREQ_DEFAULT)
-    parser.add_argument('--dnn_hidden_units', type=hidden_units, default=DNN_HIDDEN_UNITS_DEFAULT,
-                        help="comma-separated hidden layer widths ('' for none)")
-    args = parser.parse_args()
-    history = train(args.dnn_hidden_units, args.learning_rate, args.max_steps, args.batch_size, args.eval_freq,
-                    args.data_dir, args.seed, args.output_dir or default_output_dir(__file__), not args.quiet)
-    return exit_status(history)
+def build_parser():
+    parser = training_parser(__doc__, train, __file__)
+    parser.add_argument('--dnn_hidden_units', type=hidden_units, help="comma-separated hidden layer widths ('' for none)")
+    return parser
+
+
+def main(argv=None):
+    return exit_status(train(**parse_settings(build_parser(), argv=argv)))
 
 
 if __name__ == '__main__':

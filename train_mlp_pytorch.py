@@ -5,7 +5,7 @@
 
 Same flags and defaults as train_mlp_numpy.py (plain SGD), plus tuning flags:
 optimizer, weight decay, learning-rate schedule, label smoothing, augmentation,
-activation, normalization, dropout, init, training length in epochs, device.
+activation, normalization, dropout, init, ZCA whitening, length in epochs, device.
 Writes history.json, CSVs, curves.png and best_model.pt into --output_dir.
 """
 import time
@@ -13,23 +13,18 @@ import time
 import numpy as np
 
 import cifar10_utils
+from cli_utils import hidden_units, parse_settings, positive_float, probability, run_cli, training_parser
 from mlp_pytorch import ACTIVATIONS, INITS, MLP, NORMS
-from training_utils import (accuracy, add_torch_args, base_parser, default_output_dir,  # noqa: F401 (accuracy: the skeleton's API)
-                            exit_status, get_device, hidden_units, nonnegative_float, parse_args, positive_float,
-                            run_cli, set_seed, train_torch)
+from torch_training import add_torch_flags, train_torch
+from training_utils import accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets) lives here too)
+from training_utils import exit_status, require, run_config
+from training_utils import hidden_units as parse_hidden_units
 
-# Defaults of the assignment (as train_mlp_numpy.py)
-DNN_HIDDEN_UNITS_DEFAULT = '100'
-LEARNING_RATE_DEFAULT = 1e-3
-MAX_STEPS_DEFAULT = 1400
-BATCH_SIZE_DEFAULT = 200
-EVAL_FREQ_DEFAULT = 100
+N_INPUTS, N_CLASSES = cifar10_utils.IMAGE_SIZE, cifar10_utils.N_CLASSES
 EVAL_BATCH_SIZE = 10000  # the whole test set in one product, as the NumPy script does: fewer, larger products
-N_INPUTS = int(cifar10_utils.IMAGE_SIZE)
-N_CLASSES = cifar10_utils.N_CLASSES
 PIXEL_MAX = 255.0  # ZCA works on pixels scaled to [0, 1]
 
-# Recorded configurations: flag values applied by --preset NAME (explicit flags still win).
+# Recorded configurations: flag values applied by --preset NAME (flags given still win).
 # 'best' comes from experiments/mlp_sweep.py (docs/mlp_sweep.md).
 PRESETS = {
     'best': dict(dnn_hidden_units='1024,1024', activation='gelu', norm='batchnorm', dropout=0.1, init='kaiming',
@@ -57,69 +52,66 @@ def zca_whiten(cifar10, eps):
         images = (split.images.reshape(split.num_examples, N_INPUTS) / np.float32(PIXEL_MAX)) @ whitening  # [N, 3072]
         return cifar10_utils.DataSet(images.reshape(split.images.shape), split.labels)
 
-    return cifar10_utils.DataSplits({name: whiten(split) for name, split in cifar10.items()})
+    whitened = cifar10_utils.DataSplits({name: whiten(split) for name, split in cifar10.items()})
+    whitened.source = getattr(cifar10, 'source', None)
+    return whitened
 
 
-def train(dnn_hidden_units=(100,), learning_rate=LEARNING_RATE_DEFAULT, max_steps=MAX_STEPS_DEFAULT,
-          batch_size=BATCH_SIZE_DEFAULT, eval_freq=EVAL_FREQ_DEFAULT, data_dir=cifar10_utils.CIFAR10_FOLDER,
-          seed=42, output_dir=None, activation='elu', norm='none', dropout=0.0, init='assignment',
-          optimizer='sgd', momentum=0.9, weight_decay=0.0, scheduler='none', warmup_steps=0,
-          label_smoothing=0.0, augment=False, zca_eps=None, epochs=None, device='auto', progress=True, data=None,
-          model=None):
-    """Train an MLP and return its record (config, curves, summary).
+def train(*, dnn_hidden_units='100', learning_rate=1e-3, max_steps=1400, batch_size=200, eval_freq=100, seed=42,
+          data_dir=cifar10_utils.CIFAR10_FOLDER, activation='elu', norm='none', dropout=0.0, init='assignment',
+          optimizer='sgd', momentum=0.9, weight_decay=0.0, scheduler='none', warmup_steps=0, label_smoothing=0.0,
+          augment=False, zca_eps=None, epochs=None, device='auto', output_dir=None, progress=True, data=None,
+          network=None):
+    """Train an MLP and return its record (config, curves, summary). The defaults are the NumPy script's.
 
-    `zca_eps`: if given, ZCA-whiten the images first (see zca_whiten). `epochs`: if
-    given, train this many epochs instead of max_steps. `data`: already loaded
-    get_cifar10() splits. `output_dir`: where the record, curves and best_model.pt go
-    (None: nothing written). `model`: train this MLP (built by the caller, who can then
-    inspect it) instead of building one from the arguments.
+    `zca_eps`: if given, ZCA-whiten the images first (see zca_whiten). `epochs`: if given,
+    train this many epochs instead of max_steps. `data`: already loaded get_cifar10()
+    splits. `output_dir`: where the record, curves and best_model.pt go (None: nothing
+    written). `network`: train this MLP (built by the caller, who can then inspect it)
+    instead of building one from the settings.
     """
-    if isinstance(dnn_hidden_units, str):  # as the flag and PRESETS write it: '1024,1024'
-        dnn_hidden_units = hidden_units(dnn_hidden_units)
-    device = get_device(device)
-    config = dict(name='mlp_pytorch', dnn_hidden_units=list(dnn_hidden_units), learning_rate=learning_rate,
-                  max_steps=max_steps, batch_size=batch_size, eval_freq=eval_freq, seed=seed,
-                  activation=activation, norm=norm, dropout=dropout, init=init, optimizer=optimizer,
-                  momentum=momentum, weight_decay=weight_decay, scheduler=scheduler, warmup_steps=warmup_steps,
-                  label_smoothing=label_smoothing, augment=augment, zca_eps=zca_eps, epochs=epochs,
-                  device=str(device), eval_batch_size=EVAL_BATCH_SIZE)
-    set_seed(seed)
-    cifar10 = data if data is not None else cifar10_utils.get_cifar10(data_dir)
-    if zca_eps is not None:
+    config = run_config('mlp_pytorch', locals())
+    hidden = config['dnn_hidden_units'] = parse_hidden_units(dnn_hidden_units)
+    for name, value, choices in (('activation', activation, ACTIVATIONS), ('norm', norm, NORMS), ('init', init, INITS)):
+        require(value in choices, f'{name} must be one of {sorted(choices)}, got {value!r}')
+    require(0 <= dropout < 1, f'dropout must be in [0, 1), got {dropout}')
+    require(zca_eps is None or zca_eps > 0, f'zca_eps must be > 0, got {zca_eps}')
+    config['eval_batch_size'] = EVAL_BATCH_SIZE
+    sizes = [N_INPUTS, *hidden, N_CLASSES]
+
+    def load_data():
+        cifar10 = data if data is not None else cifar10_utils.get_cifar10(data_dir)
+        if zca_eps is None:
+            return cifar10
         start = time.perf_counter()
         cifar10 = zca_whiten(cifar10, zca_eps)
         config['preprocess_s'] = round(time.perf_counter() - start, 2)  # not part of the run's time_s
-    if model is None:
-        model = MLP(N_INPUTS, list(dnn_hidden_units), N_CLASSES, activation, norm, dropout, init)
-    return train_torch(model, cifar10, config, device, output_dir, progress)
+        return cifar10
+
+    def build_model():
+        return network if network is not None else MLP(N_INPUTS, hidden, N_CLASSES, activation=activation,
+                                                       norm=norm, dropout=dropout, init=init)
+
+    return train_torch(config, build_model, load_data, output_dir=output_dir, progress=progress,
+                       n_parameters=sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:])))
 
 
 def build_parser():
-    parser = base_parser(__doc__, LEARNING_RATE_DEFAULT, MAX_STEPS_DEFAULT, BATCH_SIZE_DEFAULT, EVAL_FREQ_DEFAULT)
-    parser.add_argument('--dnn_hidden_units', type=hidden_units, default=DNN_HIDDEN_UNITS_DEFAULT,
-                        help="comma-separated hidden layer widths ('' for none)")
-    parser.add_argument('--activation', choices=sorted(ACTIVATIONS), default='elu')
-    parser.add_argument('--norm', choices=list(NORMS), default='none', help='normalization after each hidden Linear')
-    parser.add_argument('--dropout', type=nonnegative_float, default=0.0, help='dropout after each hidden activation')
-    parser.add_argument('--init', choices=INITS, default='assignment',
-                        help="weights: 'assignment' is N(0, 1e-4) as in the NumPy MLP")
-    parser.add_argument('--zca_eps', type=positive_float, default=None,
+    parser = training_parser(__doc__, train, __file__)
+    parser.add_argument('--dnn_hidden_units', type=hidden_units, help="comma-separated hidden layer widths ('' for none)")
+    parser.add_argument('--activation', choices=sorted(ACTIVATIONS), help='activation after each hidden layer')
+    parser.add_argument('--norm', choices=list(NORMS), help='normalization after each hidden Linear')
+    parser.add_argument('--dropout', type=probability, help='dropout probability after each hidden activation')
+    parser.add_argument('--init', choices=INITS,
+                        help="weights: 'assignment' is N(0, 1e-4) as in the NumPy MLP, 'pytorch' nn.Linear's own")
+    parser.add_argument('--zca_eps', type=positive_float,
                         help='ZCA-whiten the images first, with this eigenvalue regulariser (pixels in [0, 1])')
-    add_torch_args(parser, PRESETS, optimizer='sgd')
+    add_torch_flags(parser, PRESETS)
     return parser
 
 
-def main():
-    parser = build_parser()
-    args = parse_args(parser, PRESETS)
-    if args.dropout >= 1:
-        parser.error(f'argument --dropout: must be < 1, got {args.dropout}')
-    history = train(args.dnn_hidden_units, args.learning_rate, args.max_steps, args.batch_size, args.eval_freq,
-                    args.data_dir, args.seed, args.output_dir or default_output_dir(__file__), args.activation,
-                    args.norm, args.dropout, args.init, args.optimizer, args.momentum, args.weight_decay,
-                    args.scheduler, args.warmup_steps, args.label_smoothing, args.augment, args.zca_eps,
-                    args.epochs, args.device, not args.quiet)
-    return exit_status(history)
+def main(argv=None):
+    return exit_status(train(**parse_settings(build_parser(), PRESETS, argv)))
 
 
 if __name__ == '__main__':

@@ -21,8 +21,10 @@ from torch import nn
 from torchvision import models
 
 import cifar10_utils
-from training_utils import (accuracy, add_torch_args, base_parser, default_output_dir,  # noqa: F401 (accuracy: shared API)
-                            exit_status, get_device, parse_args, run_cli, set_seed, train_torch)
+from cifar10_download import maybe_download
+from cli_utils import Switch, parse_settings, run_cli, training_parser
+from torch_training import add_torch_flags, train_torch
+from training_utils import RunError, exit_status, require, run_config
 
 MODELS = {'resnet18': (models.resnet18, models.ResNet18_Weights),
           'resnet34': (models.resnet34, models.ResNet34_Weights),
@@ -32,14 +34,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_SIZE = 224  # input side for --input resize
 PIXEL_MAX = 255.0
 
-# Defaults: SGD with momentum and a cosine schedule, the usual fine-tuning recipe
-LEARNING_RATE_DEFAULT = 1e-2
-MAX_STEPS_DEFAULT = 2000
-BATCH_SIZE_DEFAULT = 128
-EVAL_FREQ_DEFAULT = 500
+INPUT_MODES = ('stem', 'resize')
+EVAL_BATCH_SIZE = 250
 
 
-class TransferError(cifar10_utils.CIFAR10Error):
+class TransferError(RunError):
     """Weights that cannot be had; the message says what to do instead."""
 
 
@@ -87,9 +86,10 @@ def load_weights(name, weights):
         raise TransferError(f"cannot read weights file '{weights}' ({type(err).__name__}: {err})") from None
 
 
-def build_model(name='resnet18', weights='imagenet', input_mode='stem', freeze=False, n_classes=cifar10_utils.N_CLASSES):
+def build_model(name='resnet18', state=None, input_mode='stem', freeze=False, n_classes=cifar10_utils.N_CLASSES):
+    """The ResNet `name` with the state dict `state` (from load_weights; None: random weights),
+    adapted to 32x32 inputs and a new n_classes classifier."""
     net = MODELS[name][0](weights=None)
-    state = load_weights(name, weights)
     if state is not None:
         try:
             net.load_state_dict(state)
@@ -108,8 +108,8 @@ def build_model(name='resnet18', weights='imagenet', input_mode='stem', freeze=F
 def imagenet_normalized(data_dir):
     """CIFAR-10 splits with images scaled to [0, 1] and normalised per channel with the
     ImageNet statistics (what the pretrained weights expect), labels one-hot."""
-    cifar10_utils.maybe_download(data_dir)
-    x_train, y_train, x_test, y_test = cifar10_utils.load_cifar10(data_dir)
+    maybe_download(data_dir)
+    x_train, y_train, x_test, y_test, source = cifar10_utils.load_cifar10_files(data_dir)
     mean = np.array(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1) * PIXEL_MAX
     scale = 1.0 / (np.array(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1) * PIXEL_MAX)
 
@@ -120,45 +120,41 @@ def imagenet_normalized(data_dir):
 
     empty = cifar10_utils.DataSet(np.zeros((0, *cifar10_utils.IMAGE_SHAPE), np.float32),
                                   np.zeros((0, cifar10_utils.N_CLASSES), np.float32))
-    return cifar10_utils.DataSplits(train=split(x_train, y_train), validation=empty, test=split(x_test, y_test))
+    splits = cifar10_utils.DataSplits(train=split(x_train, y_train), validation=empty, test=split(x_test, y_test))
+    splits.source = source
+    return splits
 
 
-def train(model='resnet18', weights='imagenet', input_mode='stem', freeze=False, learning_rate=LEARNING_RATE_DEFAULT,
-          max_steps=MAX_STEPS_DEFAULT, batch_size=BATCH_SIZE_DEFAULT, eval_freq=EVAL_FREQ_DEFAULT,
-          data_dir=cifar10_utils.CIFAR10_FOLDER, seed=42, output_dir=None, optimizer='momentum', momentum=0.9,
-          weight_decay=5e-4, scheduler='cosine', warmup_steps=0, label_smoothing=0.0, augment=True, epochs=None,
-          device='auto', progress=True, data=None):
-    """Fine-tune and return the run record. `data`: splits from imagenet_normalized()."""
-    device = get_device(device)
-    config = dict(name=f'transfer_{model}', model=model, weights=weights, input_mode=input_mode, freeze=freeze,
-                  learning_rate=learning_rate, max_steps=max_steps, batch_size=batch_size, eval_freq=eval_freq,
-                  seed=seed, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, scheduler=scheduler,
-                  warmup_steps=warmup_steps, label_smoothing=label_smoothing, augment=augment, epochs=epochs,
-                  device=str(device), channels_last=True, eval_batch_size=250)
-    set_seed(seed)
-    net = build_model(model, weights, input_mode, freeze)
-    cifar10 = data if data is not None else imagenet_normalized(data_dir)
-    return train_torch(net, cifar10, config, device, output_dir, progress)
+def train(*, model='resnet18', weights='imagenet', input_mode='stem', freeze=False, learning_rate=1e-2,
+          max_steps=2000, batch_size=128, eval_freq=500, seed=42, data_dir=cifar10_utils.CIFAR10_FOLDER,
+          optimizer='momentum', momentum=0.9, weight_decay=5e-4, scheduler='cosine', warmup_steps=0,
+          label_smoothing=0.0, augment=True, epochs=None, device='auto', output_dir=None, progress=True, data=None):
+    """Fine-tune and return the run record. The defaults are the usual fine-tuning recipe: SGD with
+    momentum and a cosine schedule. `data`: splits from imagenet_normalized()."""
+    config = run_config(f'transfer_{model}', locals())
+    require(model in MODELS, f'model must be one of {sorted(MODELS)}, got {model!r}')
+    require(input_mode in INPUT_MODES, f'input_mode must be one of {INPUT_MODES}, got {input_mode!r}')
+    config.update(channels_last=True, eval_batch_size=EVAL_BATCH_SIZE)
+    state = load_weights(model, weights)  # before any data is loaded: a missing file fails at once
+    return train_torch(config, lambda: build_model(model, state, input_mode, freeze),
+                       lambda: data if data is not None else imagenet_normalized(data_dir),
+                       output_dir=output_dir, progress=progress)
 
 
-def main():
-    parser = base_parser(__doc__, LEARNING_RATE_DEFAULT, MAX_STEPS_DEFAULT, BATCH_SIZE_DEFAULT, EVAL_FREQ_DEFAULT)
-    parser.add_argument('--model', choices=sorted(MODELS), default='resnet18')
-    parser.add_argument('--weights', default='imagenet',
+def build_parser():
+    parser = training_parser(__doc__, train, __file__)
+    parser.add_argument('--model', choices=sorted(MODELS), help='which torchvision ResNet')
+    parser.add_argument('--weights',
                         help="'imagenet' (torchvision download), a local state_dict file, or 'none' (from scratch)")
-    parser.add_argument('--input', dest='input_mode', choices=['stem', 'resize'], default='stem',
+    parser.add_argument('--input', dest='input_mode', choices=INPUT_MODES,
                         help='stem: 3x3/1 first convolution, no max-pool, 32x32 inputs; resize: upsample to 224x224')
-    parser.add_argument('--freeze', action='store_true', help='train only the new classifier')
-    parser.add_argument('--no_augment', dest='augment', action='store_false', help='no random crops and flips')
-    add_torch_args(parser, {}, optimizer='momentum')
-    parser.set_defaults(weight_decay=5e-4, scheduler='cosine', augment=True)
-    args = parse_args(parser, {})
-    history = train(args.model, args.weights, args.input_mode, args.freeze, args.learning_rate, args.max_steps,
-                    args.batch_size, args.eval_freq, args.data_dir, args.seed,
-                    args.output_dir or default_output_dir(__file__), args.optimizer, args.momentum,
-                    args.weight_decay, args.scheduler, args.warmup_steps, args.label_smoothing, args.augment,
-                    args.epochs, args.device, not args.quiet)
-    return exit_status(history)
+    parser.add_argument('--freeze', action=Switch, help='train only the new classifier')
+    add_torch_flags(parser)
+    return parser
+
+
+def main(argv=None):
+    return exit_status(train(**parse_settings(build_parser(), argv=argv)))
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """Which CPU settings train the ConvNet fastest here: memory format x Adam implementation
 x thread count, measured interleaved over several rounds (this machine's speed drifts).
 
-    python benchmarks/bench_convnet_cpu.py --rounds 5 --json docs/results/bench_convnet_cpu.json
+    python -m benchmarks.bench_convnet_cpu --rounds 5 --json bench_convnet_cpu.json
 
 Prints training images/s (median over rounds) for each setting on random data with the
 default batch size 32.
@@ -9,16 +9,13 @@ default batch size 32.
 import argparse
 import itertools
 import json
-import os
-import sys
-import time
 
-import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from convnet_pytorch import ConvNet  # noqa: E402
+from benchmarks.timing import alternate, medians, seconds_per_call
+from convnet_pytorch import ConvNet
+from experiments.records import write_json
 
 BATCH_SIZE = 32
 WARMUP_STEPS = 3
@@ -38,12 +35,7 @@ def images_per_second(arch, channels_last, fused, threads, steps):
         loss.backward()
         opt.step()
 
-    for _ in range(WARMUP_STEPS):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return BATCH_SIZE * steps / (time.perf_counter() - start)
+    return BATCH_SIZE / seconds_per_call(step, steps, warmup=WARMUP_STEPS)
 
 
 def main():
@@ -52,22 +44,19 @@ def main():
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--steps', type=int, default=10, help='timed steps per setting and round')
     parser.add_argument('--threads', default=f'{torch.get_num_threads()}', help='comma-separated thread counts')
-    parser.add_argument('--json', default=None)
+    parser.add_argument('--json', default=None, help='save the results as docs/results/JSON')
     args = parser.parse_args()
-    settings = list(itertools.product([True, False], [False, True], [int(t) for t in args.threads.split(',')]))
-    results = {s: [] for s in settings}
-    for _ in range(args.rounds):
-        for setting in settings:
-            results[setting].append(images_per_second(args.arch, *setting, args.steps))
+    settings = {s: s for s in itertools.product([True, False], [False, True], [int(t) for t in args.threads.split(',')])}
+    results = alternate(settings, args.rounds, lambda setting: images_per_second(args.arch, *setting, args.steps))
+    median = medians(results)
     rows = []
     for (channels_last, fused, threads), values in results.items():
         rows.append({'arch': args.arch, 'channels_last': channels_last, 'adam': 'fused' if fused else 'default',
-                     'threads': threads, 'median_images_per_s': round(float(np.median(values)), 1),
+                     'threads': threads, 'median_images_per_s': round(median[(channels_last, fused, threads)], 1),
                      'all': [round(v, 1) for v in values]})
         print(json.dumps(rows[-1]))
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump({'batch_size': BATCH_SIZE, 'steps': args.steps, 'rounds': args.rounds, 'rows': rows}, f, indent=1)
+        write_json(args.json, {'batch_size': BATCH_SIZE, 'steps': args.steps, 'rounds': args.rounds, 'rows': rows})
 
 
 if __name__ == '__main__':

@@ -1,9 +1,12 @@
 """Time loading all six CIFAR-10 batch files into mean-subtracted float32 arrays.
 
-    python benchmarks/bench_load.py --data_dir ../shared/cifar10/cifar-10-batches-py --json docs/results/bench_load.json
+    python -m benchmarks.bench_load --data_dir ../shared/cifar10/cifar-10-batches-py --json bench_load.json
+    python -m benchmarks.bench_load --data_dir ... --compare_with /path/to/another/checkout   # before/after
 
-Each repeat runs in a fresh Python process (so no file or allocator state carries
-over) and times get_cifar10() alone, import excluded; prints the median.
+Each repeat runs in a fresh Python process (so no file or allocator state carries over)
+and times get_cifar10() alone, import excluded. --compare_with alternates those runs with
+the same measurement in another checkout of the project (for example the commit before a
+change), in one run, and reports the medians and the median within-round ratio.
 """
 import argparse
 import json
@@ -11,26 +14,39 @@ import os
 import subprocess
 import sys
 
-import numpy as np
+import cifar10_utils
+from benchmarks.timing import ROOT, alternate, median_ratio, medians
+from experiments.records import write_json
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMED = ('import time, cifar10_utils; start = time.perf_counter(); '
-         'cifar10_utils.get_cifar10({!r}, download=False); print(time.perf_counter() - start)')
+
+def time_in_checkout(checkout, data_dir):
+    """Seconds of one get_cifar10() in a fresh process of the checkout's own cifar10_utils."""
+    code = ('import sys, time, cifar10_utils; start = time.perf_counter(); '
+            f'cifar10_utils.get_cifar10({data_dir!r}, download=False); print(time.perf_counter() - start)')
+    out = subprocess.run([sys.executable, '-c', code], cwd=checkout, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--data_dir', default='cifar10/cifar-10-batches-py')
-    parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--json', default=None)
+    parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
+    parser.add_argument('--repeats', type=int, default=7)
+    parser.add_argument('--compare_with', default=None, help='another checkout of the project, timed alternately')
+    parser.add_argument('--json', default=None, help='save the result as docs/results/JSON')
     args = parser.parse_args()
-    times = [float(subprocess.run([sys.executable, '-c', TIMED.format(os.path.abspath(args.data_dir))], cwd=ROOT,
-                                  capture_output=True, text=True, check=True).stdout) for _ in range(args.repeats)]
-    result = {'seconds': [round(t, 3) for t in times], 'median_s': round(float(np.median(times)), 3)}
+    data_dir = os.path.abspath(args.data_dir)
+    checkouts = {'this checkout': ROOT}
+    if args.compare_with:
+        checkouts['other checkout'] = os.path.abspath(args.compare_with)
+    times = alternate(checkouts, args.repeats, lambda checkout: time_in_checkout(checkout, data_dir),
+                      report=lambda name, seconds: print(f'{name}: {seconds:.3f} s', flush=True))
+    result = {'repeats': args.repeats, 'seconds': times, 'median_s': medians(times)}
+    if args.compare_with:
+        result['compared_with'] = checkouts['other checkout']
+        result['median_round_ratio'] = median_ratio(times['this checkout'], times['other checkout'])
     print(json.dumps(result))
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(result, f, indent=1)
+        write_json(args.json, result)
 
 
 if __name__ == '__main__':

@@ -1,23 +1,23 @@
 """Time the NumPy MLP's default training run against this machine's float32 matmul peak.
 
-    python benchmarks/bench_mlp_numpy.py --data_dir ../shared/cifar10/cifar-10-batches-py
+    python -m benchmarks.bench_mlp_numpy --data_dir ../shared/cifar10/cifar-10-batches-py --json bench_mlp_numpy.json
 
-Times train_mlp_numpy.train() with the default flags (all steps and every
-evaluation; data loading excluded) over --repeats runs, counts its arithmetic,
-and measures the sgemm peak in the same process. Prints one JSON line per run
-and a summary; --json PATH saves them.
+Times train_mlp_numpy.train() with its defaults (all steps and every evaluation; data
+loading excluded) over --repeats runs, counts its arithmetic, and measures the sgemm peak
+beside every run (this machine's speed drifts by 30% and more). Prints one JSON line per
+run and a summary; --json NAME saves them as docs/results/NAME.
 """
 import argparse
 import json
-import os
-import sys
-import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import cifar10_utils  # noqa: E402
-import train_mlp_numpy  # noqa: E402
+import cifar10_utils
+import train_mlp_numpy
+from benchmarks.timing import seconds_per_call
+from cli_utils import settings_defaults
+from experiments.records import write_json
+from training_utils import hidden_units
 
 PEAK_SIZE = 2048  # square sgemm used to measure the peak
 PEAK_REPEATS = 10
@@ -27,21 +27,13 @@ def sgemm_peak_gflops(size=PEAK_SIZE, repeats=PEAK_REPEATS):
     """Best observed float32 GFLOP/s of a square matrix product."""
     a = np.random.standard_normal((size, size)).astype(np.float32)
     b = np.random.standard_normal((size, size)).astype(np.float32)
-    a @ b  # warm-up: threads and caches
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    best = min(seconds_per_call(lambda: a @ b, repeats=1) for _ in range(repeats))
     return 2 * size ** 3 / best / 1e9
 
 
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def training_gflop(n_inputs, hidden, n_classes, batch_size, max_steps, eval_freq, n_test):
+def training_gflop(sizes, batch_size, max_steps, eval_freq, n_test):
     """Matrix-multiply GFLOP of a run: forward, weight gradients, input gradients of all
     but the first layer (training never needs dL/dx of the data), and the evaluations."""
-    sizes = [n_inputs, *hidden, n_classes]
     macs = [fan_in * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
     per_step = 2 * batch_size * (2 * sum(macs) + sum(macs[1:]))
     n_evals = max_steps // eval_freq + (max_steps % eval_freq != 0)
@@ -52,17 +44,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
     parser.add_argument('--repeats', type=int, default=5, help='timed training runs')
-    parser.add_argument('--json', default=None, help='save the results here')
+    parser.add_argument('--json', default=None, help='save the results as docs/results/JSON')
     args = parser.parse_args()
 
     data = cifar10_utils.get_cifar10(args.data_dir)
-    hidden = [int(h) for h in train_mlp_numpy.DNN_HIDDEN_UNITS_DEFAULT.split(',')]
-    gflop = training_gflop(data['train'].images[0].size, hidden, data['test'].labels.shape[1],
-                           train_mlp_numpy.BATCH_SIZE_DEFAULT, train_mlp_numpy.MAX_STEPS_DEFAULT,
-                           train_mlp_numpy.EVAL_FREQ_DEFAULT, data['test'].num_examples)
+    defaults = settings_defaults(train_mlp_numpy.train)
+    sizes = [cifar10_utils.IMAGE_SIZE, *hidden_units(defaults['dnn_hidden_units']), cifar10_utils.N_CLASSES]
+    gflop = training_gflop(sizes, defaults['batch_size'], defaults['max_steps'], defaults['eval_freq'],
+                           data['test'].num_examples)
     runs = []
     for _ in range(args.repeats):
-        # the peak is measured next to every run: this shared machine's speed drifts by 30% and more
         peak = sgemm_peak_gflops()
         record = train_mlp_numpy.train(data=data, progress=False)
         seconds = record['summary']['time_s']
@@ -79,8 +70,7 @@ def main():
           f"{result['median_gflops']:.0f} GFLOP/s; sgemm peak (median) {median['sgemm_peak_gflops']:.0f} GFLOP/s; "
           f"median fraction of peak {median['fraction_of_peak']:.0%}")
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(result, f, indent=1)
+        write_json(args.json, result)
 
 
 if __name__ == '__main__':

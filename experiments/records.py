@@ -1,20 +1,38 @@
-"""Running experiments into record folders, resumably: a run whose record exists with
-the same settings and completed (or diverged) is loaded instead of run again."""
+"""What the experiments, the benchmarks and the report builder share: where the records live,
+reading and writing them, running an experiment into its record folder (resumably), and
+Markdown tables."""
 import json
 import os
 import pathlib
 
 import train_mlp_pytorch
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, 'docs', 'results')
+DATA_FLAG = '--data_dir ../shared/cifar10/cifar-10-batches-py'  # as the commands in the docs write it
+
+
+def load_json(path):
+    """The JSON file at path (relative paths under docs/results/), or None if there is none."""
+    full = os.path.join(RESULTS, path)
+    return json.loads(pathlib.Path(full).read_text()) if os.path.isfile(full) else None
+
+
+def write_json(path, result):
+    """Save a benchmark's or experiment's result as indented strict JSON (relative paths under docs/results/)."""
+    with open(os.path.join(RESULTS, path), 'w') as f:
+        json.dump(result, f, indent=1, allow_nan=False)
+        f.write('\n')
+
 
 def load_record(records_dir, name):
-    path = os.path.join(records_dir, name, 'history.json')
-    return json.loads(pathlib.Path(path).read_text()) if os.path.isfile(path) else None
+    """A run's history.json from records_dir/name, or None."""
+    return load_json(os.path.join(records_dir, name, 'history.json'))
 
 
 def is_done(records_dir, name, changes):
     record = load_record(records_dir, name)
-    # a diverged run is a result too (the same seed diverges again); only interrupted runs are redone
+    # a diverged run is a result too (the same seed diverges again); only interrupted or failed runs are redone
     return (record is not None and record['summary']['status'] in ('completed', 'diverged')
             and all(record['config'].get(key) == value for key, value in changes.items()))
 
@@ -33,3 +51,9 @@ def run_mlp(records_dir, name, changes, data, rerun=False):
         print(f"{name}: {s['status']}, final {s['final_test_accuracy']:.4f} best {s['best_test_accuracy']:.4f} "
               f"in {s['time_s']:.0f} s", flush=True)
     return record
+
+
+def markdown_table(header, rows):
+    """A Markdown table from a header list and rows of cell lists."""
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    return '\n'.join(lines + ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows])

@@ -7,6 +7,7 @@ import tarfile
 import numpy as np
 import pytest
 
+import cifar10_download
 import cifar10_utils
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +45,7 @@ def make_archive(source_dir, archive_path, extra_members=()):
     """tar.gz with the batch files under cifar-10-batches-py/, like the official archive.
     extra_members: (name, bytes) pairs added as they are (for hostile archives)."""
     with tarfile.open(archive_path, 'w:gz') as tar:
-        tar.add(source_dir, arcname=cifar10_utils.ARCHIVE_FOLDER)
+        tar.add(source_dir, arcname=cifar10_download.ARCHIVE_FOLDER)
         for name, payload in extra_members:
             info = tarfile.TarInfo(name)
             info.size = len(payload)

@@ -1,5 +1,5 @@
 """ConvNet: Table 1 exactly (layers and parameter count), the pre-activation variant,
-input checks, learning on synthetic data, the training CLI."""
+input checks, learning on synthetic data, the presets (the command line: test_cli.py)."""
 import json
 
 import pytest
@@ -8,7 +8,6 @@ from torch import nn
 
 import train_convnet_pytorch
 from convnet_pytorch import ConvNet, PreActBlock
-from test_train_mlp_numpy import assert_one_line_error, assert_run_outputs, run_main_in_process, run_script
 
 # Table 1 of the assignment, as printed: (name, kernel, stride, padding, channels in, out)
 TABLE_1 = [
@@ -99,19 +98,6 @@ def test_few_steps_lower_the_loss(arch):
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_cli_smoke_run(fake_cifar_dir, tmp_path):
-    out = tmp_path / 'run'
-    result = run_script('train_convnet_pytorch.py', '--data_dir', fake_cifar_dir, '--max_steps', '3', '--eval_freq', '2',
-                        '--batch_size', '4', '--augment', '--scheduler', 'onecycle', '--output_dir', str(out))
-    assert result.returncode == 0, result.stderr
-    record = assert_run_outputs(out, [2, 3])
-    assert record['config']['optimizer'] == 'adam' and record['config']['learning_rate'] == 1e-4
-    assert record['summary']['train_images_per_s'] > 0
-    state = torch.load(out / 'best_model.pt')['state_dict']
-    model = ConvNet(3, 10)
-    model.load_state_dict(state)
-
-
 @pytest.mark.parametrize('name', sorted(train_convnet_pytorch.PRESETS))
 def test_presets_run(name, fake_cifar_dir, tmp_path):
     record = train_convnet_pytorch.train(**{**train_convnet_pytorch.PRESETS[name], 'epochs': None, 'max_steps': 2,
@@ -119,15 +105,3 @@ def test_presets_run(name, fake_cifar_dir, tmp_path):
                                          data_dir=fake_cifar_dir, progress=False)
     assert record['summary']['status'] == 'completed'
     json.dumps(record)
-
-
-@pytest.mark.parametrize('flag, value, fragment', [
-    ('--arch', 'resnet', 'invalid choice'),
-    ('--batch_size', '0', 'must be > 0'),
-    ('--scheduler', 'linear', 'invalid choice'),
-])
-def test_cli_rejects_bad_flags(fake_cifar_dir, flag, value, fragment, monkeypatch, capsys):
-    code, stderr = run_main_in_process(train_convnet_pytorch, ['--data_dir', fake_cifar_dir, flag, value],
-                                       monkeypatch, capsys)
-    assert code == 2
-    assert_one_line_error(stderr, flag, fragment)

@@ -3,26 +3,10 @@ with each other, input checks, unneeded gradients and saved bytes."""
 import pytest
 import torch
 
-import custom_layernorm
 from custom_layernorm import (CustomLayerNormAutograd, CustomLayerNormManualFunction,
                               CustomLayerNormManualModule)
 
 SHAPES = [(1, 2), (3, 5), (8, 16), (32, 7)]
-
-
-@pytest.fixture(params=['fused', 'eager'])
-def path(request, monkeypatch):
-    """Run a test once through the compiled kernels and once through the eager closed form."""
-    monkeypatch.setattr(custom_layernorm, 'FUSED', request.param == 'fused')
-    if request.param == 'fused' and custom_layernorm.fused_kernels() is None:
-        pytest.skip('no C++ compiler: the fused kernels are not built')
-    return request.param
-
-
-def test_fused_kernels_build_where_a_compiler_exists():
-    if custom_layernorm.find_compiler() is None:
-        pytest.skip('no C++ compiler on this machine')
-    assert custom_layernorm.fused_kernels() is not None
 
 
 def make_inputs(shape, seed=0, requires_grad=(True, True, True)):
@@ -36,13 +20,13 @@ def make_inputs(shape, seed=0, requires_grad=(True, True, True)):
 @pytest.mark.parametrize('shape', SHAPES)
 @pytest.mark.parametrize('requires_grad', [(True, True, True), (True, False, False), (False, True, True),
                                            (False, True, False), (False, False, True)])
-def test_gradcheck(shape, requires_grad, path):
+def test_gradcheck(shape, requires_grad):
     inputs = make_inputs(shape, requires_grad=requires_grad)
     assert torch.autograd.gradcheck(CustomLayerNormManualFunction.apply, inputs)
 
 
 @pytest.mark.parametrize('shape', SHAPES)
-def test_matches_torch_layer_norm(shape, path):
+def test_matches_torch_layer_norm(shape):
     x, gamma, beta = make_inputs(shape)
     grad_out = torch.randn(*shape, dtype=torch.float64)
     reference = torch.nn.functional.layer_norm(x, (shape[1],), gamma, beta, eps=1e-5)
@@ -56,7 +40,7 @@ def test_matches_torch_layer_norm(shape, path):
 
 
 @pytest.mark.parametrize('shape', SHAPES)
-def test_three_classes_agree(shape, path):
+def test_three_classes_agree(shape):
     x, gamma, beta = make_inputs(shape)
     grad_out = torch.randn(*shape, dtype=torch.float64)
     results = []
@@ -99,9 +83,9 @@ def test_bad_shapes_raise(cls):
 
 
 def test_function_checks_parameter_shapes():
-    with pytest.raises(ValueError, match=r'gamma and beta must have shape \[5\], got \[4\] and \[5\]'):
+    with pytest.raises(ValueError, match=r'got input \[3, 5\], gamma \[4\], beta \[5\]'):
         CustomLayerNormManualFunction.apply(torch.randn(3, 5), torch.ones(4), torch.zeros(5))
-    with pytest.raises(ValueError, match=r'got \[3, 5, 1\]'):
+    with pytest.raises(ValueError, match=r'got input \[3, 5, 1\]'):
         CustomLayerNormManualFunction.apply(torch.randn(3, 5, 1), torch.ones(5), torch.zeros(5))
 
 
@@ -117,21 +101,18 @@ class FakeContext:
 
 @pytest.mark.parametrize('needs', [(True, True, True), (True, False, False), (False, True, False),
                                    (False, False, True), (False, True, True)])
-def test_backward_returns_none_where_not_needed(needs, path):
+def test_backward_returns_none_where_not_needed(needs):
     x, gamma, beta = make_inputs((4, 6), requires_grad=(False, False, False))
     ctx = FakeContext(needs + (False,))
     CustomLayerNormManualFunction.forward(ctx, x, gamma, beta)
-    assert ctx.fused == (path == 'fused')
     grads = CustomLayerNormManualFunction.backward(ctx, torch.ones(4, 6, dtype=torch.float64))
     assert len(grads) == 4 and grads[3] is None
     for grad, needed in zip(grads[:3], needs):
         assert (grad is not None) == needed
-    # only what the needed gradients use is kept: input, mean, rstd for dX or dgamma; gamma for dX
-    saved_input, mean, rstd, saved_gamma = ctx.saved_tensors
-    for tensor in (saved_input, mean, rstd):
-        assert (tensor is not None) == (needs[0] or needs[1])
-    assert saved_input is None or saved_input is x  # the input itself, not a copy
-    assert (saved_gamma is not None) == needs[0]
+    # only what the needed gradients use is kept: x_hat for dX or dgamma; rstd and gamma for dX
+    x_hat, rstd, saved_gamma = ctx.saved_tensors
+    assert (x_hat is not None) == (needs[0] or needs[1])
+    assert (rstd is not None) == needs[0] and (saved_gamma is not None) == needs[0]
 
 
 def saved_bytes(fn):
@@ -149,16 +130,16 @@ def saved_bytes(fn):
     return sum(storages.values()), out
 
 
-def test_manual_module_saves_fewer_bytes_than_autograd():
+def test_manual_module_saves_at_most_half_the_bytes_of_autograd():
     x = torch.randn(128, 256, requires_grad=True)
     manual, _ = saved_bytes(lambda: CustomLayerNormManualModule(256)(x))
     automatic, _ = saved_bytes(lambda: CustomLayerNormAutograd(256)(x))
-    assert manual < automatic
-    assert manual <= x.numel() * 4 + 2 * 128 * 4 + 256 * 4  # the input itself, mean and rstd, gamma
+    assert 2 * manual <= automatic
+    assert manual == (x.numel() + 128 + 256) * 4  # x_hat [S, M], rstd [S, 1], gamma [M]
 
 
 @pytest.mark.parametrize('shape', [(128, 1024), (257, 33), (2, 4096)])
-def test_float32_matches_torch_layer_norm(shape, path):
+def test_float32_matches_torch_layer_norm(shape):
     """Rows longer than a SIMD vector, more rows than threads, float32 as the benchmark uses."""
     gen = torch.Generator().manual_seed(1)
     x = (torch.randn(*shape, generator=gen) * 4 + 2).requires_grad_()
@@ -173,7 +154,7 @@ def test_float32_matches_torch_layer_norm(shape, path):
         assert torch.allclose(grad, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
 
 
-def test_non_contiguous_and_mixed_inputs(path):
+def test_non_contiguous_and_mixed_inputs():
     x, gamma, beta = make_inputs((6, 5))
     x_t = x.detach().t().contiguous().t().requires_grad_()  # same values, column-major
     grad_out = torch.randn(5, 6, dtype=torch.float64).t()  # a non-contiguous gradient
@@ -182,45 +163,14 @@ def test_non_contiguous_and_mixed_inputs(path):
     assert torch.allclose(out, reference, rtol=0, atol=1e-10)
     assert torch.allclose(torch.autograd.grad(out, x_t, grad_out)[0],
                           torch.autograd.grad(reference, x, grad_out)[0], rtol=0, atol=1e-10)
-    # float32 gamma with a float64 input: the eager path promotes as torch does
+    # float32 gamma with a float64 input: promoted as torch promotes
     mixed = CustomLayerNormManualFunction.apply(x, gamma.float(), beta.float())
     assert mixed.dtype == torch.float64
     assert torch.allclose(mixed, reference, atol=1e-6)
 
 
-def test_double_backward_is_refused(path):
+def test_double_backward_is_refused():
     x, gamma, beta = make_inputs((4, 6))
     grad_x, = torch.autograd.grad(CustomLayerNormManualFunction.apply(x, gamma, beta).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError):
         grad_x.sum().backward()
-
-
-def test_without_a_compiler_it_warns_once_and_runs_eager(monkeypatch):
-    monkeypatch.setenv('CXX', '/nonexistent/c++')
-    monkeypatch.setattr(custom_layernorm, '_kernels', None)
-    monkeypatch.setattr(custom_layernorm, '_kernels_tried', False)
-    with pytest.warns(RuntimeWarning, match='fused CPU kernels unavailable'):
-        assert custom_layernorm.fused_kernels() is None
-    x, gamma, beta = make_inputs((3, 5))
-    reference = torch.nn.functional.layer_norm(x, (5,), gamma, beta)
-    assert torch.allclose(CustomLayerNormManualFunction.apply(x, gamma, beta), reference, rtol=0, atol=1e-10)
-
-
-def test_fused_kernels_are_faster_than_the_eager_form(monkeypatch):
-    """The point of the kernels; measured about 5x (docs/report.md), asserted at 2x to stay robust to noise."""
-    import time
-    if custom_layernorm.fused_kernels() is None:
-        pytest.skip('no C++ compiler: the fused kernels are not built')
-    module = CustomLayerNormManualModule(1024)
-    x = torch.randn(256, 1024, requires_grad=True)
-    grad_out = torch.randn(256, 1024)
-
-    def best_time(fused):
-        monkeypatch.setattr(custom_layernorm, 'FUSED', fused)
-        times = []
-        for _ in range(15):
-            start = time.perf_counter()
-            module(x).backward(grad_out)
-            times.append(time.perf_counter() - start)
-        return min(times)
-    assert 2 * best_time(True) < best_time(False)

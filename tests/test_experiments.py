@@ -1,7 +1,8 @@
 """Experiment bookkeeping: which runs count as done, and tables that show stopped runs."""
 import json
 
-from experiments import mlp_sweep
+import train_mlp_pytorch
+from experiments import mlp_sweep, tanh_saturation
 from experiments.records import is_done, load_record
 
 
@@ -24,28 +25,44 @@ def test_is_done_needs_the_same_settings_and_a_finished_run(tmp_path):
     assert load_record(tmp_path, 'missing') is None
 
 
-def test_sweep_table_shows_runs_that_stopped_before_evaluating():
-    rows = [dict(name='default', group='single', changes='none', why='w', final_test_accuracy=0.5,
-                 best_test_accuracy=0.51, steps=1400, time_s=4.0, seed=42, status='completed'),
-            dict(name='lr_1e-2', group='single', changes='learning_rate=0.01', why='w', final_test_accuracy=None,
-                 best_test_accuracy=None, steps=50, time_s=0.2, seed=42, status='diverged')]
-    lines = mlp_sweep.markdown_table(rows).splitlines()
-    assert len(lines) == 4
-    assert '| 0.5000 | +0.0000 | 0.5100 | 1400 |' in lines[2]
-    assert '| — (diverged) |  | — | 50 |' in lines[3]
+def test_sweep_table_gives_each_row_its_gain_over_its_base():
+    rows = [dict(name='default', group='single', change='defaults', final_test_accuracy=0.5, status='completed',
+                 base=None),
+            dict(name='lr_1e-2', group='single', change='lr', final_test_accuracy=None, status='diverged',
+                 base='default'),
+            dict(name='combo_a', group='combo', change='a', final_test_accuracy=0.55, status='completed',
+                 base='default'),
+            dict(name='combo_b', group='combo', change='b', final_test_accuracy=0.6, status='completed',
+                 base='combo_a')]
+    lines = mlp_sweep.table(rows).splitlines()
+    assert len(lines) == 6
+    assert lines[3].endswith('| lr | — (diverged) |  |')
+    assert lines[4].endswith('| a | 0.5500 | +0.0500 vs default |')
+    assert lines[5].endswith('| b | 0.6000 | +0.0500 vs combo_a |')
+    assert lines[5].startswith('| [combo_b](results/mlp_sweep/combo_b/history.json) |')
+
+
+def test_sweep_rows_measure_combinations_against_the_previous_one(monkeypatch):
+    record = {'summary': dict(final_test_accuracy=0.5, best_test_accuracy=0.5, steps=1, time_s=1.0,
+                              status='completed'), 'config': {'seed': 42}}
+    monkeypatch.setattr(mlp_sweep, 'load_record', lambda folder, name: record)
+    rows = {row['name']: row for row in mlp_sweep.collect_rows()}
+    assert rows['default']['base'] is None and rows['tanh']['base'] == 'default'
+    assert rows['adam_kaiming_bn']['base'] == 'default' and rows['+dropout_wd']['base'] == 'adam_kaiming_bn'
+    assert rows['best']['base'] == '+zca'
 
 
 def test_every_experiment_name_is_unique_and_has_a_reason():
     names = [e[0] for e in mlp_sweep.EXPERIMENTS]
     assert len(names) == len(set(names))
     assert all(e[1] in ('single', 'combo') and e[2] for e in mlp_sweep.EXPERIMENTS)
+    assert all(set(e[3]) <= set(train_mlp_pytorch.train.__kwdefaults__) for e in mlp_sweep.EXPERIMENTS)
     assert {'default', 'tanh', 'best'} <= set(names)  # Q2.2 and the preset are measured rows
 
 
 def test_tanh_saturation_measures_the_first_hidden_layer():
     import numpy as np
     import torch
-    from experiments import tanh_saturation
     from mlp_pytorch import MLP
     model = MLP(12, [5, 4], 3, 'tanh')
     images = np.random.default_rng(0).normal(size=(7, 3, 2, 2)).astype(np.float32)  # flattened to 12 inputs
@@ -54,3 +71,10 @@ def test_tanh_saturation_measures_the_first_hidden_layer():
     expected = torch.from_numpy(images.reshape(7, 12)) @ first.weight.T + first.bias
     assert pre.shape == (7, 5)
     torch.testing.assert_close(pre, expected.detach())
+
+
+def test_saturation_shares():
+    import torch
+    pre = torch.tensor([[-3.0, -1.0, 0.5, 2.5]])
+    shares = tanh_saturation.saturation(pre)
+    assert shares == {'share_beyond_2': 0.5, 'share_below_minus_2': 0.25, 'median_abs_preactivation': 1.0}

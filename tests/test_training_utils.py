@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-import training_utils
-from training_utils import (History, TensorBatches, diverged, make_optimizer, make_scheduler, random_crop_flip,
-                            train_loop)
+import torch_training
+from run_records import History, record_json
+from torch_training import TensorBatches, make_optimizer, make_scheduler, random_crop_flip
+from training_utils import SettingsError, diverged, train_loop
 
 
 def test_random_crop_flip_gives_shifted_or_mirrored_crops():
@@ -69,11 +70,13 @@ def test_schedules():
     one_cycle = lr_curve('onecycle')
     assert one_cycle[0] < 0.1 and max(one_cycle) == pytest.approx(1.0, rel=0.01) and one_cycle[-1] < 1e-3
     assert int(np.argmax(one_cycle)) == pytest.approx(30, abs=1)
-    with pytest.raises(ValueError, match='scheduler must be one of'):
+    with pytest.raises(SettingsError, match='scheduler must be one of'):
         lr_curve('linear')
+    with pytest.raises(SettingsError, match=r'warmup_steps \(100\) must be shorter than the run'):
+        lr_curve('onecycle', warmup=100)
 
 
-@pytest.mark.parametrize('name', training_utils.OPTIMIZERS)
+@pytest.mark.parametrize('name', torch_training.OPTIMIZERS)
 def test_optimizers_step(name):
     param = torch.nn.Parameter(torch.ones(3))
     opt = make_optimizer(name, [param], lr=0.1, weight_decay=0.01)
@@ -83,10 +86,10 @@ def test_optimizers_step(name):
 
 
 def test_divergence_rule():
-    assert not diverged(2.3, [2.0, 1.9])
-    assert diverged(2.3, [1.0, float('nan')])
-    assert diverged(2.3, [30.0, 25.0])
-    assert not diverged(0.01, [5.0])  # a tiny first loss is floored at 1
+    assert diverged(2.3, [2.0, 1.9], 50) is None
+    assert 'not finite by step 50' in diverged(2.3, [1.0, float('nan')], 50)
+    assert 'exceeds 10 x the first loss' in diverged(2.3, [30.0, 25.0], 50)
+    assert diverged(0.01, [5.0], 50) is None  # a tiny first loss is floored at 1
 
 
 def test_train_loop_records_evaluations_and_stops_on_nan(tmp_path):
@@ -95,9 +98,13 @@ def test_train_loop_records_evaluations_and_stops_on_nan(tmp_path):
     train_loop(lambda step: next(losses), lambda: (0.5, 0.75), history, max_steps=5, eval_freq=2, progress=False)
     assert history.test['step'] == [2]  # step 4 flushes the NaN before evaluating
     assert history.status == 'diverged' and history.train['step'] == [1, 2, 3, 4]
-    record = history.save(tmp_path)
-    assert json.loads(pathlib.Path(tmp_path / 'history.json').read_text())['summary']['status'] == 'diverged'
+    history.save(tmp_path)
+    text = pathlib.Path(tmp_path / 'history.json').read_text()
+    record = json.loads(text, parse_constant=lambda token: pytest.fail(f'{token}: not strict JSON'))
+    assert record['summary']['status'] == 'diverged' and 'not finite by step 4' in record['summary']['error']
+    assert record['train']['loss'] == [3.0, 2.0, 1.0, None]  # NaN stored as null
     assert record['summary']['best_test_accuracy'] == 0.75
+    assert (tmp_path / 'train.csv').read_text().splitlines()[-1] == '4,'  # and as an empty CSV cell
 
 
 def test_train_loop_keeps_records_on_ctrl_c():
@@ -115,9 +122,27 @@ def test_train_loop_keeps_records_on_ctrl_c():
 
 
 def test_record_json_is_compact_and_loses_nothing():
-    from training_utils import record_json
     record = {'train': {'step': list(range(1, 1001)), 'loss': [0.5] * 1000},
               'environment': {'python': '3.11 [GCC 11], {x}', 'list': ['a [b]', 'c,\nd']}, 'nested': [[1, 2], []]}
     text = record_json(record)
     assert json.loads(text) == record
     assert len(text.splitlines()) < 20  # the long lists sit on one line each
+
+
+def test_train_loop_records_a_failure():
+    history = History({'name': 'toy'})
+
+    def step_fn(step):
+        if step == 5:
+            raise ZeroDivisionError('boom')
+        return 1.0
+
+    train_loop(step_fn, lambda: (0.1, 0.9), history, max_steps=10, eval_freq=2, progress=False)
+    assert history.status == 'failed' and history.error == 'ZeroDivisionError: boom'
+    assert history.train['step'] == [1, 2, 3, 4] and history.test['step'] == [2, 4]
+    assert isinstance(history.exception, ZeroDivisionError)
+
+
+def test_record_json_refuses_nan():
+    with pytest.raises(ValueError):
+        record_json({'loss': float('nan')})

@@ -7,12 +7,12 @@ import torch
 from torchvision import models
 
 import train_transfer
-from train_transfer import TransferError, build_model
+from train_transfer import TransferError, build_model, load_weights
 
 
 @pytest.mark.parametrize('input_mode, side', [('stem', 32), ('resize', 224)])
 def test_input_adaptation(input_mode, side):
-    model = build_model('resnet18', 'none', input_mode).eval()
+    model = build_model('resnet18', None, input_mode).eval()
     seen = []
     model.net.conv1.register_forward_hook(lambda module, inputs, out: seen.append(inputs[0].shape[-1]))
     with torch.no_grad():
@@ -26,7 +26,7 @@ def test_local_weights_file_and_freeze(tmp_path):
     reference = models.resnet18(weights=None)
     path = tmp_path / 'resnet18.pth'
     torch.save(reference.state_dict(), path)
-    model = build_model('resnet18', str(path), 'stem', freeze=True)
+    model = build_model('resnet18', load_weights('resnet18', str(path)), 'stem', freeze=True)
     # the new 3x3 stem starts from the centre of the file's 7x7 kernels
     assert torch.equal(model.net.conv1.weight, reference.conv1.weight[:, :, 2:5, 2:5])
     assert torch.equal(model.net.layer1[0].conv1.weight, reference.layer1[0].conv1.weight)
@@ -48,18 +48,37 @@ def test_offline_imagenet_weights_give_a_clear_error(monkeypatch):
         raise urllib.error.URLError('Name or service not known')
     monkeypatch.setattr(models.ResNet18_Weights.DEFAULT.__class__, 'get_state_dict', offline)
     with pytest.raises(TransferError, match='cannot download the ImageNet weights of resnet18.*--weights none'):
-        build_model('resnet18', 'imagenet')
+        load_weights('resnet18', 'imagenet')
 
 
 def test_bad_weight_files(tmp_path):
     with pytest.raises(TransferError, match="not found"):
-        build_model('resnet18', str(tmp_path / 'missing.pth'))
+        load_weights('resnet18', str(tmp_path / 'missing.pth'))
     (tmp_path / 'junk.pth').write_bytes(b'junk')
     with pytest.raises(TransferError, match='cannot read weights file'):
-        build_model('resnet18', str(tmp_path / 'junk.pth'))
+        load_weights('resnet18', str(tmp_path / 'junk.pth'))
     torch.save(models.resnet34(weights=None).state_dict(), tmp_path / 'r34.pth')
     with pytest.raises(TransferError, match='do not fit resnet18'):
-        build_model('resnet18', str(tmp_path / 'r34.pth'))
+        build_model('resnet18', load_weights('resnet18', str(tmp_path / 'r34.pth')))
+
+
+def test_a_weights_file_that_would_run_code_is_refused(tmp_path):
+    import os
+    marker = tmp_path / 'pwned'
+
+    class RunsACommand:
+        def __reduce__(self):
+            return os.system, (f'touch {marker}',)
+    torch.save({'conv1.weight': RunsACommand()}, tmp_path / 'evil.pth')
+    with pytest.raises(TransferError, match='cannot read weights file'):
+        load_weights('resnet18', str(tmp_path / 'evil.pth'))  # torch.load(weights_only=True) refuses the global
+    assert not marker.exists()
+
+
+def test_missing_weights_fail_before_any_data_is_loaded(tmp_path):
+    with pytest.raises(TransferError, match='not found'):
+        train_transfer.train(weights=str(tmp_path / 'missing.pth'), data_dir=str(tmp_path / 'none'), progress=False)
+    assert not (tmp_path / 'none').exists()
 
 
 def test_fine_tuning_run_on_synthetic_data(fake_cifar_dir, tmp_path):

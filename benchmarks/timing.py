@@ -1,0 +1,51 @@
+"""Timing helpers the benchmarks share. This machine's speed drifts between rounds, so
+variants are compared within rounds: every round times each variant once, a different
+one first each round, and the medians and the within-round ratios are reported."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def seconds_per_call(fn, repeats, warmup=1):
+    """Mean wall time of fn() over `repeats` calls, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def alternate(variants, rounds, measure, report=None):
+    """{name: [measure(variant) of each round]} for a dict of variants; each round measures every
+    variant once, rotating which goes first. report(name, value) is called after each measurement."""
+    names = list(variants)
+    results = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            results[name].append(measure(variants[name]))
+            if report:
+                report(name, results[name][-1])
+    return results
+
+
+def medians(results):
+    return {name: float(np.median(values)) for name, values in results.items()}
+
+
+def median_ratio(numerators, denominators):
+    """Median over rounds of numerator / denominator measured in the same round."""
+    return float(np.median(np.asarray(numerators) / np.asarray(denominators)))
+
+
+def run_in_fresh_process(module, *args):
+    """Run `python -m module args` from the repository root; return the JSON of its last output line."""
+    out = subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,0 +1,132 @@
+"""Download the official CIFAR-10 archive (or a mirror's copy), verify it, and extract its
+batch files safely.
+
+    maybe_download('cifar10/cifar-10-batches-py')   # does nothing when the folder has batch files
+
+Environment: CIFAR10_URL, the archive's address at a mirror (the same
+cifar-10-python.tar.gz as the official one: a gzip'd tar whose one folder,
+cifar-10-batches-py/, holds the batch files); CIFAR10_MD5, that file's MD5 when it is not
+the official archive's. Bytes go to a '.part' file that is renamed only when complete and
+verified, so an interrupted or corrupt download never leaves a file that looks finished.
+"""
+import hashlib
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+
+from cifar10_utils import BATCH_FILES, CIFAR10Error
+
+CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
+CIFAR10_MD5 = 'c58f30108f718f92721af3b95e74349a'
+ARCHIVE_NAME = 'cifar-10-python.tar.gz'
+ARCHIVE_FOLDER = 'cifar-10-batches-py'  # the one folder inside the archive
+CHUNK = 1 << 20
+
+
+def maybe_download(data_dir, url=None, md5=None):
+    """Download and extract CIFAR-10 into data_dir unless it holds batch files already.
+
+    url defaults to $CIFAR10_URL, else the official archive; md5 to $CIFAR10_MD5, else the
+    official archive's. The archive is kept beside data_dir, so a second extraction needs
+    no download. A folder with some but not all batch files is left alone: loading then
+    names the missing file.
+    """
+    url = url or os.environ.get('CIFAR10_URL') or CIFAR10_URL
+    md5 = (md5 or os.environ.get('CIFAR10_MD5') or CIFAR10_MD5).lower()
+    if any(os.path.exists(os.path.join(data_dir, name)) for name in BATCH_FILES):
+        return
+    parent = os.path.dirname(os.path.abspath(data_dir))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as err:
+        raise CIFAR10Error(f"cannot create folder '{parent}' for CIFAR-10 ({err.strerror}); "
+                           'pass a writable --data_dir') from None
+    archive = os.path.join(parent, ARCHIVE_NAME)
+    if not (os.path.isfile(archive) and file_md5(archive) == md5):
+        download_file(url, archive, md5, data_dir)
+    extract_archive(archive, data_dir)
+
+
+def file_md5(path):
+    digest = hashlib.md5()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(CHUNK), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_file(url, path, md5, data_dir):
+    """Download url to path with a progress bar; keep it only if it is complete and its MD5 matches."""
+    from tqdm import tqdm
+    partial = path + '.part'
+    digest, received, total = hashlib.md5(), 0, None
+    by_hand = (f"download {url} by hand and extract it so that '{data_dir}' holds the batch files, "
+               'or pass --data_dir')
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(partial, 'wb') as out:
+            total = int(response.headers.get('Content-Length') or 0) or None
+            with tqdm(total=total, unit='B', unit_scale=True, unit_divisor=1024,
+                      desc=f'downloading {os.path.basename(path)}', file=sys.stderr) as bar:
+                for chunk in iter(lambda: response.read(CHUNK), b''):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        _remove(partial)
+        reason = getattr(err, 'reason', None) or err
+        raise CIFAR10Error(f'cannot download CIFAR-10 from {url} ({reason}); {by_hand}') from None
+    except BaseException:  # Ctrl-C: leave nothing half-written
+        _remove(partial)
+        raise
+    if total is not None and received < total:
+        _remove(partial)
+        raise CIFAR10Error(f'the connection to {url} closed after {received:,} of {total:,} bytes; '
+                           f'run again to retry, or {by_hand}')
+    if digest.hexdigest() != md5:
+        _remove(partial)
+        raise CIFAR10Error(f'checksum mismatch for {url} ({received:,} bytes): MD5 {digest.hexdigest()}, expected '
+                           f'{md5}; the file differs from the expected archive (set CIFAR10_MD5 for a mirror '
+                           f'with another copy), or {by_hand}')
+    os.replace(partial, path)
+
+
+def extract_archive(archive, data_dir):
+    """Extract the batch files of the archive's one folder into data_dir.
+
+    Only regular files directly inside that folder are written; a member with an
+    absolute path, a '..' component, a link or a device aborts before anything lands.
+    """
+    data_dir = os.path.abspath(data_dir)
+    staging = tempfile.mkdtemp(prefix='.cifar10-extract-', dir=os.path.dirname(data_dir))
+    try:
+        with tarfile.open(archive, 'r:gz') as tar:
+            for member in tar:
+                parts = member.name.replace('\\', '/').split('/')
+                if os.path.isabs(member.name) or '..' in parts or not (member.isfile() or member.isdir()):
+                    raise CIFAR10Error(f"unsafe member '{member.name}' in '{archive}'; "
+                                       'delete the archive and download it again')
+                if member.isfile() and len(parts) == 2 and parts[0] == ARCHIVE_FOLDER:
+                    with tar.extractfile(member) as src, open(os.path.join(staging, parts[1]), 'wb') as dst:
+                        shutil.copyfileobj(src, dst)
+        missing = [name for name in BATCH_FILES if not os.path.isfile(os.path.join(staging, name))]
+        if missing:
+            raise CIFAR10Error(f"'{archive}' lacks {', '.join(missing)}; delete it and download it again")
+        os.makedirs(data_dir, exist_ok=True)
+        for name in os.listdir(staging):
+            os.replace(os.path.join(staging, name), os.path.join(data_dir, name))
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise CIFAR10Error(f"cannot extract '{archive}' ({err}); delete it and run again") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

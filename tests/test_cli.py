@@ -1,0 +1,258 @@
+"""Every training script through its command line, on tiny synthetic CIFAR files: a run and its
+files, --help, one-line errors with the right exit status, settings refused before any work,
+the output folder, presets, divergence, failures and termination."""
+import importlib
+import inspect
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cli_utils import settings_defaults
+from conftest import ROOT
+from run_records import OutputFolder
+
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+OFFLINE = {'CIFAR10_URL': 'http://127.0.0.1:9/cifar-10-python.tar.gz'}  # port 9: refused, never the internet
+# each script with the flags of a run short enough for a test: (flags, evaluation steps it records)
+SCRIPTS = {
+    'train_mlp_numpy': (['--max_steps', '25', '--eval_freq', '10', '--batch_size', '20', '--dnn_hidden_units', '16,8'],
+                        [10, 20, 25]),
+    'train_mlp_pytorch': (['--max_steps', '12', '--eval_freq', '5', '--batch_size', '16', '--optimizer', 'adamw',
+                           '--scheduler', 'cosine', '--warmup_steps', '3', '--augment', '--norm', 'custom_layernorm',
+                           '--label_smoothing', '0.1'], [5, 10, 12]),
+    'train_convnet_pytorch': (['--max_steps', '3', '--eval_freq', '2', '--batch_size', '4', '--augment',
+                               '--scheduler', 'onecycle'], [2, 3]),
+    'train_transfer': (['--weights', 'none', '--max_steps', '2', '--eval_freq', '2', '--batch_size', '4'], [2]),
+}
+TORCH_SCRIPTS = [name for name in SCRIPTS if name != 'train_mlp_numpy']
+
+
+def run_script(script, args, env=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, f'{script}.py'), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300, env={**os.environ, **(env or {})})
+
+
+def run_main(script, args, monkeypatch, capsys, env=None):
+    """A script's main() under run_cli in this process: (exit status, stderr)."""
+    module = importlib.import_module(script)
+    monkeypatch.setattr('sys.argv', [f'{script}.py', *args])
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    try:
+        code = module.run_cli(module.main)
+    except SystemExit as exit_info:  # argparse exits by itself
+        code = exit_info.code
+    return code, capsys.readouterr().err
+
+
+def assert_one_line_error(stderr, *fragments):
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert 'error:' in lines[0] and 'Traceback' not in stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def read_record(output_dir):
+    text = pathlib.Path(output_dir, 'history.json').read_text()
+    return json.loads(text, parse_constant=lambda token: pytest.fail(f'{token} in a record: not strict JSON'))
+
+
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_a_run_writes_its_record_curves_and_checkpoint(script, fake_cifar_dir, tmp_path):
+    flags, eval_steps = SCRIPTS[script]
+    out = tmp_path / 'run'
+    result = run_script(script, ['--data_dir', fake_cifar_dir, *flags, '--output_dir', str(out)])
+    assert result.returncode == 0, result.stderr
+    record = read_record(out)
+    assert record['summary']['status'] == 'completed' and record['test']['step'] == eval_steps
+    assert record['train']['step'] == list(range(1, eval_steps[-1] + 1))
+    assert record['summary']['final_test_accuracy'] == record['test']['accuracy'][-1]
+    assert record['data']['folder'] == os.path.abspath(fake_cifar_dir) and record['data']['official'] is False
+    assert len(record['data']['fingerprint']) == 16
+    defaults = settings_defaults(importlib.import_module(script).train)
+    assert record['config']['seed'] == defaults['seed'] == 42
+    assert (out / 'curves.png').read_bytes()[:8] == PNG_SIGNATURE
+    rows = (out / 'test.csv').read_text().splitlines()
+    assert rows[0] == 'step,loss,accuracy' and len(rows) == len(eval_steps) + 1
+    assert 'final test accuracy' in result.stdout
+    if script in TORCH_SCRIPTS:
+        import torch
+        checkpoint = torch.load(out / 'best_model.pt', weights_only=True)  # plain tensors and config values only
+        assert checkpoint['config']['max_steps'] == eval_steps[-1] and checkpoint['state_dict']
+    assert sorted(name for name in os.listdir(out) if name.endswith('.tmp')) == []
+
+
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_every_flag_shows_its_true_default(script):
+    module = importlib.import_module(script)
+    parser = module.build_parser()
+    defaults = settings_defaults(module.train)
+    flags = {action.dest: action for action in parser._actions if action.option_strings and action.dest != 'help'}
+    settings = set(inspect.signature(module.train).parameters) - {'output_dir', 'progress', 'data', 'network'}
+    assert settings <= set(flags) | {'dnn_hidden_units'}  # every setting is a flag
+    help_text = ' '.join(parser.format_help().split())
+    for dest, action in flags.items():
+        assert action.help, f'--{dest} has no help'
+        if dest in defaults and defaults[dest] is not None:
+            assert action.default == defaults[dest], dest
+            shown = ('on' if defaults[dest] else 'off') if isinstance(defaults[dest], bool) else defaults[dest]
+            assert f'(default: {shown})' in help_text, dest
+    if script == 'train_convnet_pytorch':
+        assert 'layout (NHWC) (default: on)' in help_text  # --channels_last, --no_channels_last
+    if script == 'train_transfer':
+        assert 'horizontal flip (default: on)' in help_text  # --augment, --no_augment
+
+
+@pytest.mark.parametrize('script, flag, value, fragment', [
+    ('train_mlp_numpy', '--learning_rate', '-1', 'must be > 0'),
+    ('train_mlp_numpy', '--batch_size', '0', 'must be > 0'),
+    ('train_mlp_numpy', '--max_steps', '1.5', "expected an integer, got '1.5'"),
+    ('train_mlp_numpy', '--eval_freq', 'often', "expected an integer, got 'often'"),
+    ('train_mlp_numpy', '--dnn_hidden_units', '100,abc', 'comma-separated positive integers'),
+    ('train_mlp_numpy', '--dnn_hidden_units', '100,-5', 'comma-separated positive integers'),
+    ('train_mlp_numpy', '--seed', str(2 ** 32), 'must be <= 4294967295'),
+    ('train_mlp_pytorch', '--optimizer', 'lbfgs', 'invalid choice'),
+    ('train_mlp_pytorch', '--dropout', '1.5', 'must be < 1'),
+    ('train_mlp_pytorch', '--label_smoothing', '1', 'must be < 1'),
+    ('train_mlp_pytorch', '--preset', 'fastest', 'invalid choice'),
+    ('train_convnet_pytorch', '--arch', 'resnet', 'invalid choice'),
+    ('train_convnet_pytorch', '--scheduler', 'linear', 'invalid choice'),
+    ('train_transfer', '--model', 'vgg', 'invalid choice'),
+])
+def test_bad_flags_are_one_line_usage_errors(script, flag, value, fragment, fake_cifar_dir, monkeypatch, capsys):
+    code, stderr = run_main(script, ['--data_dir', fake_cifar_dir, flag, value], monkeypatch, capsys)
+    assert code == 2
+    assert_one_line_error(stderr, flag, fragment)
+
+
+@pytest.mark.parametrize('script, flags, fragment', [
+    ('train_mlp_pytorch', ['--scheduler', 'onecycle', '--warmup_steps', '100', '--max_steps', '100'],
+     'warmup_steps (100) must be shorter than the run (100 steps)'),
+    ('train_mlp_pytorch', ['--device', 'cuda:7'], "device 'cuda:7' is not available"),
+    ('train_mlp_pytorch', ['--device', 'tpu'], "unknown device 'tpu'"),
+    ('train_mlp_pytorch', ['--dnn_hidden_units', '3000000'], 'the network needs about'),
+    ('train_mlp_numpy', ['--dnn_hidden_units', '3000000'], 'the network needs about'),
+    ('train_convnet_pytorch', ['--epochs', '2', '--max_steps', '10'], 'give --epochs or --max_steps, not both'),
+])
+def test_settings_that_cannot_work_are_refused_before_loading_data(script, flags, fragment, tmp_path, monkeypatch,
+                                                                   capsys):
+    # a data folder with nothing in it and no way to download: any attempt to load would end in a data error
+    code, stderr = run_main(script, ['--data_dir', str(tmp_path / 'none'), '--output_dir', str(tmp_path / 'out'), *flags],
+                            monkeypatch, capsys, env=OFFLINE)
+    assert code == 2, stderr
+    assert_one_line_error(stderr, fragment)
+    assert not (tmp_path / 'none').exists()
+
+
+def test_a_batch_larger_than_the_training_set_is_refused_before_training(fake_cifar_dir, tmp_path, monkeypatch,
+                                                                         capsys):
+    code, stderr = run_main('train_mlp_numpy', ['--data_dir', fake_cifar_dir, '--batch_size', '500',
+                                                '--output_dir', str(tmp_path)], monkeypatch, capsys)
+    assert code == 2
+    assert_one_line_error(stderr, 'batch_size 500 is larger than the 200 training images')
+    assert not (tmp_path / 'history.json').exists()
+
+
+@pytest.mark.parametrize('script', ['train_mlp_numpy', 'train_convnet_pytorch'])
+@pytest.mark.parametrize('where', ['a file', 'under a file'])
+def test_an_output_dir_that_cannot_be_a_folder_is_refused_first(script, where, tmp_path, monkeypatch, capsys):
+    (tmp_path / 'taken').write_text('not a folder')
+    output_dir = tmp_path / 'taken' if where == 'a file' else tmp_path / 'taken' / 'run'
+    code, stderr = run_main(script, ['--data_dir', str(tmp_path / 'none'), '--output_dir', str(output_dir)],
+                            monkeypatch, capsys, env=OFFLINE)
+    assert code == 2
+    assert_one_line_error(stderr, 'is a file or lies under one')
+    assert not (tmp_path / 'none').exists()  # refused before any data was looked for
+
+
+def test_a_second_run_on_the_same_output_dir_is_refused(fake_cifar_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / 'out'
+    with OutputFolder(str(out)):  # as a run in another process holds it
+        code, stderr = run_main('train_mlp_numpy', ['--data_dir', fake_cifar_dir, '--output_dir', str(out)],
+                                monkeypatch, capsys)
+    assert code == 1
+    assert_one_line_error(stderr, 'is in use by another run')
+    assert sorted(os.listdir(out)) == ['.run.lock']
+    code, _ = run_main('train_mlp_numpy', ['--data_dir', fake_cifar_dir, '--output_dir', str(out),
+                                           '--max_steps', '5', '--batch_size', '20'], monkeypatch, capsys)
+    assert code == 0  # free again once the first run ends
+
+
+def test_missing_data_is_one_line(tmp_path):
+    result = run_script('train_mlp_numpy', ['--data_dir', str(tmp_path / 'none' / 'cifar-10-batches-py')], env=OFFLINE)
+    assert result.returncode == 1
+    assert_one_line_error(result.stderr, 'cannot download CIFAR-10', str(tmp_path / 'none' / 'cifar-10-batches-py'))
+
+
+@pytest.mark.parametrize('script, flags', [('train_mlp_numpy', ['--learning_rate', '1e4']),
+                                           ('train_mlp_pytorch', ['--learning_rate', '1e4', '--init', 'pytorch'])])
+def test_divergence_stops_and_keeps_a_strict_json_record(script, flags, fake_cifar_dir, tmp_path):
+    out = tmp_path / 'diverged'
+    result = run_script(script, ['--data_dir', fake_cifar_dir, *flags, '--max_steps', '200', '--eval_freq', '100',
+                                 '--batch_size', '20', '--output_dir', str(out)])
+    assert result.returncode == 1
+    record = read_record(out)  # fails on NaN or Infinity tokens
+    assert record['summary']['status'] == 'diverged' and record['summary']['error']
+    assert 0 < record['summary']['steps'] < 200 and (out / 'curves.png').is_file()
+    assert f"run diverged after step {record['summary']['steps']}" in result.stderr
+
+
+def test_an_exception_in_training_saves_a_failed_record_then_exits_1(fake_cifar_dir, tmp_path, monkeypatch, capsys):
+    import mlp_numpy
+    calls = []
+
+    def breaks_at_step_7(self, dout):
+        calls.append(1)
+        if len(calls) == 7:
+            raise FloatingPointError('injected failure')
+        return original(self, dout)
+    original = mlp_numpy.MLP.backward
+    monkeypatch.setattr(mlp_numpy.MLP, 'backward', breaks_at_step_7)
+    code, stderr = run_main('train_mlp_numpy', ['--data_dir', fake_cifar_dir, '--max_steps', '20', '--eval_freq', '5',
+                                                '--batch_size', '20', '--quiet', '--output_dir', str(tmp_path)],
+                            monkeypatch, capsys)
+    assert code == 1
+    assert_one_line_error(stderr, 'failed after step 6', 'FloatingPointError: injected failure', str(tmp_path))
+    record = read_record(tmp_path)
+    assert record['summary']['status'] == 'failed' and record['summary']['steps'] == 6
+    assert record['summary']['error'] == 'FloatingPointError: injected failure' and record['test']['step'] == [5]
+    assert (tmp_path / 'curves.png').is_file()
+
+
+@pytest.mark.parametrize('flags, expected', [
+    ([], {'optimizer': 'adamw', 'epochs': 60, 'learning_rate': 1e-3}),
+    (['--learning_rate', '0.5'], {'optimizer': 'adamw', 'epochs': 60, 'learning_rate': 0.5}),
+    (['--max_steps', '7'], {'optimizer': 'adamw', 'epochs': None, 'max_steps': 7}),  # steps given beat the preset's epochs
+    (['--no_augment', '--dnn_hidden_units', '64'], {'augment': False, 'dnn_hidden_units': [64]}),
+])
+def test_flags_given_beat_the_preset(flags, expected):
+    from cli_utils import parse_settings
+    from train_mlp_pytorch import PRESETS, build_parser
+    settings = parse_settings(build_parser(), PRESETS, ['--preset', 'best', *flags])
+    for key, value in expected.items():
+        assert settings[key] == value, key
+
+
+def test_termination_keeps_the_record_and_names_its_last_step(fake_cifar_dir, tmp_path):
+    out = tmp_path / 'stopped'
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, 'train_mlp_numpy.py'), '--data_dir', fake_cifar_dir,
+                                '--max_steps', '10000000', '--eval_freq', '50', '--batch_size', '20',
+                                '--output_dir', str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / 'history.json').exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)  # as Ctrl-C (SIGINT) would, through the same path
+    _, stderr = process.communicate(timeout=60)
+    stderr = stderr.decode()
+    assert process.returncode == 130, stderr[-2000:]
+    record = read_record(out)
+    assert record['summary']['status'] == 'interrupted' and record['summary']['steps'] >= 50
+    assert f"run interrupted after step {record['summary']['steps']}" in stderr and 'Traceback' not in stderr
+    assert (out / 'curves.png').is_file() and not [name for name in os.listdir(out) if name.endswith('.tmp')]
