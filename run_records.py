@@ -94,6 +94,7 @@ class History:
         self.time_s = 0.0  # wall time of all steps and evaluations
         self.eval_time_s = 0.0
         self.extra = {}  # script-specific numbers for the summary (throughput, world size, ...)
+        self.reduce_losses = None  # applied to each chunk of torch losses before it is recorded
 
     @property
     def steps(self):
@@ -102,7 +103,8 @@ class History:
     def add_train(self, losses):
         """Record the losses of the steps after the last recorded one."""
         if losses and hasattr(losses[0], 'detach'):  # torch tensors: one host copy for the whole chunk
-            losses = sys.modules['torch'].stack(losses).float().cpu().tolist()
+            stacked = sys.modules['torch'].stack(losses).float()
+            losses = (self.reduce_losses(stacked) if self.reduce_losses else stacked).cpu().tolist()
         first = self.steps + 1
         self.train['step'].extend(range(first, first + len(losses)))
         self.train['loss'].extend(float(loss) for loss in losses)

@@ -10,6 +10,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from cli_utils import Switch, nonnegative_float, nonnegative_int, positive_float, probability
+from distributed import Processes
 from run_records import History, OutputFolder, signals_deferred
 from training_utils import (SettingsError, check_batch_size, check_fits_in_memory, check_run_settings, finish,
                             physical_memory_bytes, require, set_seed, train_loop)
@@ -63,22 +64,27 @@ def to_tensors(split, device, memory_format=torch.contiguous_format):
 class TensorBatches:
     """Endless mini-batches from tensors kept on one device: a fresh random permutation
     per epoch, drawn on that device, so a GPU never waits for the host. The incomplete
-    last batch of an epoch is dropped. `augment`: a function applied to each image batch."""
+    last batch of an epoch is dropped. `augment`: a function applied to each image batch.
+    Data-parallel runs draw the permutation from a `generator` all processes share, and
+    each gathers and augments only its `shard` of every batch."""
 
-    def __init__(self, images, labels, batch_size, augment=None):
+    def __init__(self, images, labels, batch_size, augment=None, generator=None, shard=None):
         if not 0 < batch_size <= len(images):
             raise ValueError(f'batch_size must be in 1..{len(images)}, got {batch_size}')
         self.images, self.labels, self.batch_size, self.augment = images, labels, batch_size, augment
+        self.generator, self.shard = generator, shard
         self.epochs_completed = -1
         self._order, self._position = None, len(images)
 
     def next(self):
         if self._position + self.batch_size > len(self.images):
-            self._order = torch.randperm(len(self.images), device=self.images.device)
+            self._order = torch.randperm(len(self.images), device=self.images.device, generator=self.generator)
             self._position = 0
             self.epochs_completed += 1
         idx = self._order[self._position:self._position + self.batch_size]
         self._position += self.batch_size
+        if self.shard:
+            idx = self.shard(idx)
         x = self.images.index_select(0, idx)
         return (self.augment(x) if self.augment else x), self.labels.index_select(0, idx)
 
@@ -212,27 +218,36 @@ def train_torch(config, build_model, load_data, *, output_dir=None, progress=Tru
     splits; n_parameters, if given, is checked against the device's memory first. The
     settings, the device and the output folder are checked before any data is loaded.
     The data stay on the device; on CUDA the steps run under bf16 autocast. The best
-    model's state_dict goes to output_dir/best_model.pt.
+    model's state_dict goes to output_dir/best_model.pt. Under torchrun the run is
+    data-parallel (distributed.py): the batch size stays the global one.
     """
     c = config
+    processes = Processes()
     check_torch_settings(c)
-    device = get_device(c['device'])
+    processes.check_batch_size(c['batch_size'])
+    device = get_device(processes.device_name(c['device']))
     c['device'] = str(device)
     if n_parameters is not None:
         check_fits_in_memory(n_parameters * BYTES_PER_PARAMETER, device_memory_bytes(device), str(device))
+    output_dir = output_dir if processes.is_main else None  # rank 0 alone writes and prints
     with OutputFolder(output_dir) if output_dir else contextlib.nullcontext():
-        set_seed(c['seed'])
-        cifar10 = load_data()
-        n_train = cifar10['train'].num_examples
-        check_batch_size(c['batch_size'], n_train)
-        if c.get('epochs'):
-            c['max_steps'] = math.ceil(c['epochs'] * n_train / c['batch_size'])
-            require(c['warmup_steps'] < c['max_steps'],
-                    f"warmup_steps ({c['warmup_steps']}) must be shorter than the run ({c['max_steps']} steps)")
-        return _train(c, build_model(), cifar10, device, output_dir, progress)
+        processes.start(device)
+        try:
+            set_seed(c['seed'])  # the same initial weights in every process
+            cifar10 = load_data()
+            n_train = cifar10['train'].num_examples
+            check_batch_size(c['batch_size'], n_train)
+            if c.get('epochs'):
+                c['max_steps'] = math.ceil(c['epochs'] * n_train / c['batch_size'])
+                require(c['warmup_steps'] < c['max_steps'],
+                        f"warmup_steps ({c['warmup_steps']}) must be shorter than the run ({c['max_steps']} steps)")
+            history = _train(c, build_model(), cifar10, device, output_dir, progress and processes.is_main, processes)
+        finally:
+            processes.stop()
+        return finish(history, output_dir, progress, report=processes.is_main)
 
 
-def _train(c, model, cifar10, device, output_dir, progress):
+def _train(c, model, cifar10, device, output_dir, progress, processes):
     memory_format = torch.channels_last if c.get('channels_last') else torch.contiguous_format
     autocast_dtype = torch.bfloat16 if device.type == 'cuda' else None  # CPU: float32 measured fastest
     if device.type == 'cuda':
@@ -243,8 +258,14 @@ def _train(c, model, cifar10, device, output_dir, progress):
     opt = make_optimizer(c['optimizer'], model.parameters(), c['learning_rate'], c['weight_decay'], c['momentum'])
     sched = make_scheduler(c['scheduler'], opt, c['max_steps'], c['warmup_steps'])
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=c['label_smoothing'])
-    batches = TensorBatches(train_x, train_y, c['batch_size'], augment=random_crop_flip if c['augment'] else None)
-    forward = torch.compile(model) if c.get('compile') else model
+    order = None
+    if processes.distributed:  # one batch order for all processes; augmentation and dropout differ between them
+        order = torch.Generator(device=device).manual_seed(c['seed'])
+        torch.manual_seed(c['seed'] + processes.rank)
+    batches = TensorBatches(train_x, train_y, c['batch_size'], augment=random_crop_flip if c['augment'] else None,
+                            generator=order, shard=processes.shard if processes.distributed else None)
+    wrapped = processes.wrap(model, device)
+    forward = torch.compile(wrapped) if c.get('compile') else wrapped
 
     def train_step(step):
         x, y = batches.next()
@@ -257,19 +278,24 @@ def _train(c, model, cifar10, device, output_dir, progress):
         return loss.detach()  # no .item(): the host reads losses back every LOG_EVERY steps
 
     best_accuracy = -1.0
+    test_shard = processes.shard(test_x), processes.shard(test_y)
 
     def evaluate_and_keep_best():
         nonlocal best_accuracy
-        total_loss, correct = evaluate(forward, test_x, test_y, c['eval_batch_size'], autocast_dtype)
-        loss, acc = total_loss.item() / len(test_x), correct.item() / len(test_x)
+        processes.share_buffers(model)
+        total_loss, correct = evaluate(forward, *test_shard, c['eval_batch_size'], autocast_dtype)
+        loss = processes.sum_(total_loss).item() / len(test_x)
+        acc = processes.sum_(correct).item() / len(test_x)
         if acc > best_accuracy and output_dir:
             best_accuracy = acc
             save_checkpoint({'state_dict': model.state_dict(), 'config': c}, os.path.join(output_dir, 'best_model.pt'))
         return loss, acc
 
     history = History(c, data_source=getattr(cifar10, 'source', None))
+    history.reduce_losses = processes.mean_  # every process records (and judges divergence on) the same mean
     train_loop(train_step, evaluate_and_keep_best, history, max_steps=c['max_steps'], eval_freq=c['eval_freq'],
                progress=progress, desc=c['name'], save_dir=output_dir)
     steps, train_time = history.steps, history.time_s - history.eval_time_s
     history.extra['train_images_per_s'] = round(steps * c['batch_size'] / train_time, 1) if steps else None
-    return finish(history, output_dir, progress)
+    history.extra['world_size'] = processes.world_size
+    return history

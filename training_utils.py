@@ -178,15 +178,18 @@ def diverged(first_loss, recent_losses, step):
     return None
 
 
-def finish(history, output_dir, progress=True):
+def finish(history, output_dir, progress=True, report=True):
     """Save the run (if output_dir) and return its record. A failed run raises RunFailed once
-    its record is saved; a run that did not complete says so in one line on stderr."""
+    its record is saved; a run that did not complete says so in one line on stderr (unless
+    report is False: the other processes of a data-parallel run stay silent)."""
     record = history.save(output_dir) if output_dir else history.to_dict()
     s = record['summary']
     where = f'; record saved in {output_dir}' if output_dir else ''
     name = history.config.get('name', 'run')
     if s['status'] == 'failed':
         raise RunFailed(f"{name} failed after step {s['steps']} ({s['error']}){where}") from history.exception
+    if not report:
+        return record
     if s['status'] != 'completed':
         reason = f": {s['error']}" if s['error'] else ''
         print(f"{name}: run {s['status']} after step {s['steps']}{reason}{where}", file=sys.stderr)
