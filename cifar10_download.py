@@ -18,7 +18,7 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from cifar10_utils import BATCH_FILES, CIFAR10Error
+from cifar10_utils import BATCH_FILES, CIFAR10Error, file_md5
 
 CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
 CIFAR10_MD5 = 'c58f30108f718f92721af3b95e74349a'
@@ -37,6 +37,9 @@ def maybe_download(data_dir, url=None, md5=None):
     """
     url = url or os.environ.get('CIFAR10_URL') or CIFAR10_URL
     md5 = (md5 or os.environ.get('CIFAR10_MD5') or CIFAR10_MD5).lower()
+    if not data_dir or os.path.isfile(data_dir):
+        raise CIFAR10Error(f"--data_dir {data_dir!r} is {'a file' if data_dir else 'empty'}; pass the folder that "
+                           'holds (or is to hold) the CIFAR-10 batch files')
     if any(os.path.exists(os.path.join(data_dir, name)) for name in BATCH_FILES):
         return
     parent = os.path.dirname(os.path.abspath(data_dir))
@@ -49,14 +52,6 @@ def maybe_download(data_dir, url=None, md5=None):
     if not (os.path.isfile(archive) and file_md5(archive) == md5):
         download_file(url, archive, md5, data_dir)
     extract_archive(archive, data_dir)
-
-
-def file_md5(path):
-    digest = hashlib.md5()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(CHUNK), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def download_file(url, path, md5, data_dir):

@@ -15,7 +15,6 @@ naming the file or folder and what to do.
 import codecs
 import concurrent.futures
 import hashlib
-import io
 import os
 import pickle
 
@@ -31,6 +30,7 @@ OFFICIAL_MD5 = {'data_batch_1': 'c99cafc152244af753f735de768cd75f', 'data_batch_
                 'data_batch_3': '54ebc095f3ab1f0389bbae665268c751', 'data_batch_4': '634d18415352ddfa80567beed471001a',
                 'data_batch_5': '482c414d41f54cd18b22e5b47cb7c3cb', 'test_batch': '40351d587109b95175f43aff81a1287e'}
 
+MAX_BATCH_BYTES = 2 ** 30  # an official batch file is 31 MB: anything this large is not one
 N_CLASSES = 10
 IMAGE_SHAPE = (3, 32, 32)  # channels first
 IMAGE_SIZE = int(np.prod(IMAGE_SHAPE))  # 3072 values per image in the pickles
@@ -100,11 +100,24 @@ def _refuse(path, problem, advice=None):
     raise CIFAR10Error(f"CIFAR-10 batch file '{path}' {problem}; {advice}")
 
 
-def parse_cifar10_batch(payload, path):
-    """(X uint8 [N, 3, 32, 32], Y int64 [N]) from the bytes of a batch file, checked; CIFAR10Error if
-    the file asks for code, is not a pickle, or does not hold a CIFAR-10 batch. `path` names it."""
+def _check_file(path):
+    if not os.path.isfile(path):
+        _refuse(path, 'is missing')
+    if os.path.getsize(path) > MAX_BATCH_BYTES:
+        _refuse(path, f'is {os.path.getsize(path):,} bytes, far larger than any CIFAR-10 batch')
+
+
+def load_cifar10_batch(batch_filename):
+    """Load one batch file: (X uint8 [N, 3, 32, 32] channels first, Y int64 [N] class indices).
+
+    Raises CIFAR10Error if the file is missing, asks for code, is not a pickle, or does not
+    hold a CIFAR-10 batch (keys, dtypes, shapes and integer labels in range are checked).
+    """
+    path = batch_filename
+    _check_file(path)
     try:
-        batch = _CIFAR10Unpickler(io.BytesIO(payload), encoding='latin1').load()
+        with open(path, 'rb') as f:
+            batch = _CIFAR10Unpickler(f, encoding='latin1').load()
     except UnsafePickle as err:
         _refuse(path, f"asks to load '{err}', which no CIFAR-10 batch needs, so it was not read (it may be "
                       'malicious)', 'delete it and use a copy from the official archive')
@@ -124,43 +137,38 @@ def parse_cifar10_batch(payload, path):
     return data.reshape((-1,) + IMAGE_SHAPE), labels.astype(np.int64)
 
 
-def _read(path):
-    if not os.path.isfile(path):
-        _refuse(path, 'is missing')
-    try:
-        with open(path, 'rb') as f:
-            return f.read()
-    except OSError as err:
-        _refuse(path, f'cannot be read ({err.strerror})', 'check its permissions')
+def file_md5(path, chunk_size=1 << 22):
+    digest = hashlib.md5()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(chunk_size), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
-def load_cifar10_batch(batch_filename):
-    """Load one batch file: (X uint8 [N, 3, 32, 32] channels first, Y int64 [N] class indices).
-
-    Raises CIFAR10Error if the file is missing, truncated, not a CIFAR-10 batch, or asks for code.
-    """
-    return parse_cifar10_batch(_read(batch_filename), batch_filename)
+def fingerprint_in_background(cifar10_folder):
+    """Start computing data_source() of the folder's batch files on a second thread (hashlib
+    releases the GIL, so it runs beside loading and preprocessing); returns a function that
+    waits for it. Call it after the files have been loaded, which checks they are there."""
+    hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    paths = [os.path.join(cifar10_folder, name) for name in BATCH_FILES]
+    ready = all(os.path.isfile(path) and os.path.getsize(path) <= MAX_BATCH_BYTES for path in paths)
+    digests = {name: hasher.submit(file_md5, path) for name, path in zip(BATCH_FILES, paths)} if ready else {}
+    hasher.shutdown(wait=False)
+    return lambda: data_source(cifar10_folder, {name: digest.result() for name, digest in digests.items()})
 
 
 def load_cifar10_files(cifar10_folder):
-    """The five training batches and the test batch, and where they came from.
+    """load_cifar10's arrays and a function that returns where they came from: (X_train, Y_train,
+    X_test, Y_test, source); source() waits for the files' fingerprint (fingerprint_in_background)."""
+    _check_folder(cifar10_folder)
+    source = fingerprint_in_background(cifar10_folder)
+    return (*load_cifar10(cifar10_folder), source)
 
-    Returns (X_train, Y_train, X_test, Y_test, source): X uint8 [N, 3, 32, 32], Y int64 [N];
-    source as data_source() gives it. The files' MD5s are computed on a second thread
-    while they are parsed (hashlib releases the GIL), so the fingerprint costs little time.
-    """
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as hasher:
-        parsed, digests = [], {}
-        for name in BATCH_FILES:
-            path = os.path.join(cifar10_folder, name)
-            payload = _read(path)
-            digests[name] = hasher.submit(lambda data: hashlib.md5(data).hexdigest(), payload)
-            parsed.append(parse_cifar10_batch(payload, path))
-        md5s = {name: digest.result() for name, digest in digests.items()}
-    X_train = np.concatenate([x for x, _ in parsed[:-1]])
-    Y_train = np.concatenate([y for _, y in parsed[:-1]])
-    X_test, Y_test = parsed[-1]
-    return X_train, Y_train, X_test, Y_test, data_source(cifar10_folder, md5s)
+
+def _check_folder(cifar10_folder):
+    if not os.path.isdir(cifar10_folder):
+        raise CIFAR10Error(f"'{cifar10_folder}' is {'a file' if os.path.exists(cifar10_folder) else 'missing'}, not a "
+                           'folder with the CIFAR-10 batch files; pass the cifar-10-batches-py folder as --data_dir')
 
 
 def data_source(folder, md5s):
@@ -176,17 +184,25 @@ def load_cifar10(cifar10_folder):
 
     Returns (X_train, Y_train, X_test, Y_test) with X uint8 [N, 3, 32, 32], Y int64 [N].
     """
-    return load_cifar10_files(cifar10_folder)[:4]
+    _check_folder(cifar10_folder)
+    parsed = [load_cifar10_batch(os.path.join(cifar10_folder, name)) for name in BATCH_FILES]
+    X_train = np.concatenate([x for x, _ in parsed[:-1]])
+    Y_train = np.concatenate([y for _, y in parsed[:-1]])
+    X_test, Y_test = parsed[-1]
+    return X_train, Y_train, X_test, Y_test
 
 
-def preprocess_cifar10_data(X_train_raw, Y_train_raw, X_test_raw, Y_test_raw):
-    """Cast images to float32 and subtract the mean training image from both splits.
-
-    Images come in and go out channels first, [N, 3, 32, 32].
-    """
+def mean_image_of(X_train_raw):
+    """The mean training image, float32 [3, 32, 32]."""
     # exact integer sum (50k * 255 fits in uint32), far faster than a float64 mean
-    count = max(len(X_train_raw), 1)
-    mean_image = (X_train_raw.sum(axis=0, dtype=np.uint32) / count).astype(np.float32)
+    return (X_train_raw.sum(axis=0, dtype=np.uint32) / max(len(X_train_raw), 1)).astype(np.float32)
+
+
+def preprocess_cifar10_data(X_train_raw, Y_train_raw, X_test_raw, Y_test_raw, mean_image=None):
+    """Cast images to float32 and subtract the mean training image (mean_image_of, unless
+    given) from both splits. Images come in and go out channels first, [N, 3, 32, 32].
+    """
+    mean_image = mean_image_of(X_train_raw) if mean_image is None else mean_image
     # cast and subtract in one pass, writing each 600 MB float32 array once
     X_train = np.subtract(X_train_raw, mean_image, dtype=np.float32)
     X_test = np.subtract(X_test_raw, mean_image, dtype=np.float32)
@@ -246,9 +262,11 @@ class DataSet:
 
 class DataSplits(dict):
     """The dict of splits, also readable as attributes: splits.test is splits['test'].
-    `source` says which files they came from (data_source(); None if not from files)."""
+    `source` says which files they came from (data_source(); None if not from files);
+    `mean_image` is what was subtracted from the images (add it back to show them)."""
 
     source = None
+    mean_image = None
 
     def __getattr__(self, name):
         try:
@@ -269,8 +287,9 @@ def read_data_sets(data_dir, one_hot=True, validation_size=0, download=True):
     train_raw, train_labels, test_raw, test_labels, source = load_cifar10_files(data_dir)
     if not 0 <= validation_size <= len(train_raw):
         raise ValueError(f'validation_size must be in 0..{len(train_raw)}, got {validation_size}')
+    mean_image = mean_image_of(train_raw)
     train_images, train_labels, test_images, test_labels = preprocess_cifar10_data(
-        train_raw, train_labels, test_raw, test_labels)
+        train_raw, train_labels, test_raw, test_labels, mean_image=mean_image)
     if one_hot:
         train_labels = dense_to_one_hot(train_labels, N_CLASSES)
         test_labels = dense_to_one_hot(test_labels, N_CLASSES)
@@ -278,7 +297,7 @@ def read_data_sets(data_dir, one_hot=True, validation_size=0, download=True):
         train=DataSet(train_images[validation_size:], train_labels[validation_size:]),
         validation=DataSet(train_images[:validation_size], train_labels[:validation_size]),
         test=DataSet(test_images, test_labels))
-    splits.source = source
+    splits.source, splits.mean_image = source(), mean_image  # the fingerprint, computed meanwhile
     return splits
 
 

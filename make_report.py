@@ -8,20 +8,29 @@ The template holds the prose; every number, table and figure in it is a placehol
 filled from the JSON records under docs/results/ (written by the training scripts,
 the experiment scripts and the benchmarks):
 
-    {{value:PATH:KEY[:FORMAT]}}   KEY (dotted, list indices allowed) of the JSON file docs/results/PATH
+    {{value:PATH:KEY[:FORMAT]}}   KEY (dotted, list indices allowed) of the JSON file docs/results/PATH,
+                                  or of DERIVED (PATH 'derived'): numbers computed from several records
     {{table:NAME}}                one of the TABLES below
     {{figure:RUN}}                the curves of docs/results/RUN/history.json, redrawn from it
 """
 import argparse
+import functools
 import os
 import pathlib
 import re
 import sys
 
-from experiments import mlp_sweep, norm_batch_size
+import numpy as np
+import torch
+
+import cifar10_utils
+from convnet_pytorch import ConvNet
+from experiments import mlp_sweep, norm_batch_size, tanh_saturation
 from experiments.records import DATA_FLAG as DATA
 from experiments.records import RESULTS, ROOT, load_json, markdown_table
+from mlp_pytorch import MLP
 from run_records import plot_curves
+from training_utils import hidden_units
 
 DOCS = os.path.join(ROOT, 'docs')
 TEMPLATE = os.path.join(DOCS, 'report_template.md')
@@ -42,11 +51,59 @@ def lookup(record, key):
 
 def value(spec):
     path, key, *fmt = spec.split(':')
-    record = load(path)
-    if record is None:
+    record = derived() if path == 'derived' else load(path)
+    if record is None or (path == 'derived' and key not in record):
         return MISSING
     result = lookup(record, key)
     return format(result, fmt[0]) if fmt else str(result)
+
+
+# --------------------------------------------------------------------------- numbers from several records
+
+def macs_per_image(model):
+    """Multiply-adds of one forward pass of a CIFAR-10 image through the model's convolutions and linear layers."""
+    total = []
+
+    def count(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            total.append(output[0].numel() * module.in_channels // module.groups * np.prod(module.kernel_size))
+        elif isinstance(module, torch.nn.Linear):
+            total.append(module.in_features * module.out_features)
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, *cifar10_utils.IMAGE_SHAPE))
+    for hook in hooks:
+        hook.remove()
+    return int(sum(total))
+
+
+def network_of(record):
+    """The model a run record trained, rebuilt from its config (for counting parameters and arithmetic)."""
+    c = record['config']
+    if c['name'].startswith('convnet'):
+        return ConvNet(cifar10_utils.IMAGE_SHAPE[0], cifar10_utils.N_CLASSES, c['arch'])
+    return MLP(cifar10_utils.IMAGE_SIZE, hidden_units(c['dnn_hidden_units']), cifar10_utils.N_CLASSES,
+               activation=c['activation'], norm=c['norm'], dropout=c['dropout'])
+
+
+@functools.cache
+def derived():
+    """Numbers the report quotes that no single record holds as such."""
+    out = {}
+    steps_10k = load('mlp_sweep/steps_10k/history.json')
+    if steps_10k:
+        lowest = int(np.argmin(steps_10k['test']['loss']))
+        out.update(steps_10k_lowest_test_loss_step=steps_10k['test']['step'][lowest],
+                   steps_10k_lowest_test_loss=steps_10k['test']['loss'][lowest])
+    vgg = load('convnet_vgg_default/history.json')
+    if vgg:  # train loss averaged over the 250 steps before an evaluation: single batches are noisy
+        losses = np.asarray(vgg['train']['loss'], dtype=float)
+        out.update(vgg_train_loss_at_2500=losses[2250:2500].mean(), vgg_train_loss_at_5000=losses[-250:].mean())
+    mlp, convnet = MLP(cifar10_utils.IMAGE_SIZE, [100], cifar10_utils.N_CLASSES), ConvNet()
+    out['convnet_to_mlp_macs'] = macs_per_image(convnet) / macs_per_image(mlp)
+    out['convnet_to_mlp_parameters'] = sum(p.numel() for p in convnet.parameters()) / sum(
+        p.numel() for p in mlp.parameters())
+    return out
 
 
 def figure(run, draw):
@@ -136,6 +193,26 @@ def table_convnet_cpu_bench():
           ', '.join(f'{v:.0f}' for v in r['all'])] for r in bench['rows']])
 
 
+MLP_VS_CNN = [('MLP 3072-100-10, assignment defaults (SGD, 1400 steps of 200)', 'mlp_pytorch_default'),
+              ("MLP 3072-100-10, the ConvNet's defaults (Adam 1e-4, 5000 steps of 32)", 'mlp_convnet_recipe'),
+              ('MLP 1024-1024, --preset best (60 epochs)', 'mlp_pytorch_best'),
+              ('ConvNet Table 1, defaults (Adam 1e-4, 5000 steps of 32)', 'convnet_vgg_default'),
+              ('ConvNet Table 1, --preset cpu (4 epochs)', 'convnet_vgg_preset_cpu')]
+
+
+def table_mlp_vs_cnn():
+    rows = []
+    for label, run in MLP_VS_CNN:
+        record = load(os.path.join(run, 'history.json'))
+        if record is not None:
+            model = network_of(record)
+            rows.append([label, f"{record['summary']['final_test_accuracy']:.4f}",
+                         f"{sum(p.numel() for p in model.parameters()):,}", f'{macs_per_image(model) / 1e6:,.1f} M',
+                         f"{record['summary']['steps'] * record['config']['batch_size'] / 50000:.1f}"])
+    return markdown_table(['network, recipe', 'final test acc', 'parameters', 'multiply-adds per image',
+                           'epochs'], rows) if rows else MISSING
+
+
 def table_experiment(module):
     rows = module.collect_rows()
     return module.table(rows) if rows else MISSING
@@ -148,6 +225,7 @@ TABLES = {
     'convnet_cpu_bench': table_convnet_cpu_bench,
     'mlp_sweep': lambda: table_experiment(mlp_sweep),
     'norm_batch_size': lambda: table_experiment(norm_batch_size),
+    'mlp_vs_cnn': table_mlp_vs_cnn,
 }
 
 
@@ -249,6 +327,7 @@ def main():
     rows = norm_batch_size.collect_rows()
     if rows:
         norm_batch_size.plot(rows, os.path.join(DOCS, 'norm_batch_size.png'))
+    tanh_saturation.plot_curves_side_by_side(os.path.join(DOCS, 'tanh_vs_elu.png'))
     print(f'wrote {os.path.relpath(REPORT, ROOT)}')
 
 

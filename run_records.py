@@ -109,10 +109,13 @@ class History:
         self.train['step'].extend(range(first, first + len(losses)))
         self.train['loss'].extend(float(loss) for loss in losses)
 
-    def add_eval(self, step, loss, acc):
+    def add_eval(self, step, loss, acc, more=None):
+        """Record an evaluation; `more`: other test metrics by name (e.g. accuracy with test-time augmentation)."""
         self.test['step'].append(step)
         self.test['loss'].append(float(loss))
         self.test['accuracy'].append(float(acc))
+        for name, value in (more or {}).items():
+            self.test.setdefault(name, []).append(float(value))
 
     def summary(self):
         acc = self.test['accuracy']
@@ -127,6 +130,8 @@ class History:
             'best_step': self.test['step'][best] if best is not None else None,
             'time_s': round(self.time_s, 3),
             'eval_time_s': round(self.eval_time_s, 3),
+            **{f'final_test_{name}': finite_or_none(values[-1]) for name, values in self.test.items()
+               if name not in ('step', 'loss', 'accuracy') and values},
             **self.extra,
         }
 

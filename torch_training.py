@@ -7,7 +7,7 @@ import math
 import os
 
 import torch
-from torch.optim import lr_scheduler
+from torch.optim import lr_scheduler, swa_utils
 
 from cli_utils import Switch, nonnegative_float, nonnegative_int, positive_float, probability
 from distributed import Processes
@@ -107,22 +107,26 @@ def random_crop_flip(images, padding=4):
     return crops.view(images.shape)
 
 
-def evaluate(model, images, labels, batch_size=1000, autocast_dtype=None):
-    """(summed cross-entropy, number correct) of `model` on all of (images, labels), as 0-dim
-    tensors on their device; eval mode, no gradients."""
+def evaluate(model, images, labels, batch_size=1000, autocast_dtype=None, flip_tta=False):
+    """Summed cross-entropy and number correct of `model` on all of (images, labels), and with
+    flip_tta also the number correct when the logits of each image and its mirror image are
+    averaged (None otherwise): 0-dim tensors on the device; eval mode, no gradients."""
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), device=images.device)
     correct = torch.zeros((), device=images.device, dtype=torch.long)
+    correct_tta = torch.zeros_like(correct) if flip_tta else None
     with torch.inference_mode(), torch.autocast(images.device.type, dtype=autocast_dtype,
                                                 enabled=autocast_dtype is not None):
         for start in range(0, len(images), batch_size):
-            logits = model(images[start:start + batch_size]).float()
-            y = labels[start:start + batch_size]
+            x, y = images[start:start + batch_size], labels[start:start + batch_size]
+            logits = model(x).float()
             total_loss += torch.nn.functional.cross_entropy(logits, y, reduction='sum')
             correct += (logits.argmax(1) == y).sum()
+            if flip_tta:
+                correct_tta += ((logits + model(x.flip(-1)).float()).argmax(1) == y).sum()
     model.train(was_training)
-    return total_loss, correct
+    return total_loss, correct, correct_tta
 
 
 # --------------------------------------------------------------------------- optimisation
@@ -178,6 +182,10 @@ def add_torch_flags(parser, presets=None):
                         help="linear learning-rate warm-up (onecycle's own warm-up is 30%% of the run)")
     parser.add_argument('--label_smoothing', type=probability, help='label smoothing of the training loss')
     parser.add_argument('--augment', action=Switch, help='random crop (padding 4) and horizontal flip')
+    parser.add_argument('--ema_decay', type=probability,
+                        help='evaluate an exponential moving average of the weights with this decay per step')
+    parser.add_argument('--tta', action=Switch,
+                        help='also report test accuracy with flip test-time augmentation (image and mirror averaged)')
     parser.add_argument('--epochs', type=positive_float,
                         help='train this many epochs of the training set instead of --max_steps')
     parser.add_argument('--device', help='auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps')
@@ -196,6 +204,8 @@ def check_torch_settings(config):
     require(config['warmup_steps'] >= 0 and config['momentum'] >= 0 and config['weight_decay'] >= 0,
             'warmup_steps, momentum and weight_decay must be >= 0')
     require(config.get('epochs') is None or config['epochs'] > 0, f"epochs must be > 0, got {config.get('epochs')}")
+    require(config.get('ema_decay') is None or 0 < config['ema_decay'] < 1,
+            f"ema_decay must be in (0, 1), got {config.get('ema_decay')}")
     if config.get('epochs') is None:
         require(config['warmup_steps'] < config['max_steps'],
                 f"warmup_steps ({config['warmup_steps']}) must be shorter than the run ({config['max_steps']} steps)")
@@ -241,13 +251,14 @@ def train_torch(config, build_model, load_data, *, output_dir=None, progress=Tru
                 c['max_steps'] = math.ceil(c['epochs'] * n_train / c['batch_size'])
                 require(c['warmup_steps'] < c['max_steps'],
                         f"warmup_steps ({c['warmup_steps']}) must be shorter than the run ({c['max_steps']} steps)")
-            history = _train(c, build_model(), cifar10, device, output_dir, progress and processes.is_main, processes)
+            history = _train(c, build_model(), cifar10, device=device, output_dir=output_dir,
+                             progress=progress and processes.is_main, processes=processes)
         finally:
             processes.stop()
         return finish(history, output_dir, progress, report=processes.is_main)
 
 
-def _train(c, model, cifar10, device, output_dir, progress, processes):
+def _train(c, model, cifar10, *, device, output_dir, progress, processes):
     memory_format = torch.channels_last if c.get('channels_last') else torch.contiguous_format
     autocast_dtype = torch.bfloat16 if device.type == 'cuda' else None  # CPU: float32 measured fastest
     if device.type == 'cuda':
@@ -255,8 +266,9 @@ def _train(c, model, cifar10, device, output_dir, progress, processes):
     train_x, train_y = to_tensors(cifar10['train'], device, memory_format)
     test_x, test_y = to_tensors(cifar10['test'], device, memory_format)
     model = model.to(device, memory_format=memory_format)
-    opt = make_optimizer(c['optimizer'], model.parameters(), c['learning_rate'], c['weight_decay'], c['momentum'])
-    sched = make_scheduler(c['scheduler'], opt, c['max_steps'], c['warmup_steps'])
+    opt = make_optimizer(c['optimizer'], model.parameters(), lr=c['learning_rate'], weight_decay=c['weight_decay'],
+                         momentum=c['momentum'])
+    sched = make_scheduler(c['scheduler'], opt, total_steps=c['max_steps'], warmup_steps=c['warmup_steps'])
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=c['label_smoothing'])
     order = None
     if processes.distributed:  # one batch order for all processes; augmentation and dropout differ between them
@@ -266,6 +278,10 @@ def _train(c, model, cifar10, device, output_dir, progress, processes):
                             generator=order, shard=processes.shard if processes.distributed else None)
     wrapped = processes.wrap(model, device)
     forward = torch.compile(wrapped) if c.get('compile') else wrapped
+    # the evaluated model: the weights, or their moving average (BatchNorm statistics included)
+    ema = swa_utils.AveragedModel(model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(c['ema_decay']),
+                                  use_buffers=True) if c.get('ema_decay') else None
+    evaluated = ema.module if ema else model
 
     def train_step(step):
         x, y = batches.next()
@@ -275,6 +291,8 @@ def _train(c, model, cifar10, device, output_dir, progress, processes):
         loss.backward()
         opt.step()
         sched.step()
+        if ema:
+            ema.update_parameters(model)
         return loss.detach()  # no .item(): the host reads losses back every LOG_EVERY steps
 
     best_accuracy = -1.0
@@ -282,14 +300,18 @@ def _train(c, model, cifar10, device, output_dir, progress, processes):
 
     def evaluate_and_keep_best():
         nonlocal best_accuracy
-        processes.share_buffers(model)
-        total_loss, correct = evaluate(forward, *test_shard, c['eval_batch_size'], autocast_dtype)
+        processes.share_buffers(evaluated)
+        total_loss, correct, correct_tta = evaluate(forward if ema is None else ema.module, *test_shard,
+                                                    batch_size=c['eval_batch_size'], autocast_dtype=autocast_dtype,
+                                                    flip_tta=c.get('tta'))
         loss = processes.sum_(total_loss).item() / len(test_x)
         acc = processes.sum_(correct).item() / len(test_x)
         if acc > best_accuracy and output_dir:
             best_accuracy = acc
-            save_checkpoint({'state_dict': model.state_dict(), 'config': c}, os.path.join(output_dir, 'best_model.pt'))
-        return loss, acc
+            save_checkpoint({'state_dict': evaluated.state_dict(), 'config': c},
+                            os.path.join(output_dir, 'best_model.pt'))
+        more = {'accuracy_tta': processes.sum_(correct_tta).item() / len(test_x)} if correct_tta is not None else {}
+        return loss, acc, more
 
     history = History(c, data_source=getattr(cifar10, 'source', None))
     history.reduce_losses = processes.mean_  # every process records (and judges divergence on) the same mean

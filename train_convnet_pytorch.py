@@ -33,8 +33,8 @@ PRESETS = {
 
 def train(*, arch='vgg', learning_rate=1e-4, max_steps=5000, batch_size=32, eval_freq=500, seed=42,
           data_dir=cifar10_utils.CIFAR10_FOLDER, optimizer='adam', momentum=0.9, weight_decay=0.0, scheduler='none',
-          warmup_steps=0, label_smoothing=0.0, augment=False, epochs=None, device='auto', compile=False,
-          channels_last=True, output_dir=None, progress=True, data=None):
+          warmup_steps=0, label_smoothing=0.0, augment=False, ema_decay=None, tta=False, epochs=None, device='auto',
+          compile=False, channels_last=True, output_dir=None, progress=True, data=None):
     """Train a ConvNet and return its record (config, curves, summary with images/s).
 
     The defaults are the assignment's. `epochs`: if given, train this many epochs instead

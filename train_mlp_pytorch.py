@@ -60,8 +60,8 @@ def zca_whiten(cifar10, eps):
 def train(*, dnn_hidden_units='100', learning_rate=1e-3, max_steps=1400, batch_size=200, eval_freq=100, seed=42,
           data_dir=cifar10_utils.CIFAR10_FOLDER, activation='elu', norm='none', dropout=0.0, init='assignment',
           optimizer='sgd', momentum=0.9, weight_decay=0.0, scheduler='none', warmup_steps=0, label_smoothing=0.0,
-          augment=False, zca_eps=None, epochs=None, device='auto', output_dir=None, progress=True, data=None,
-          network=None):
+          augment=False, zca_eps=None, ema_decay=None, tta=False, epochs=None, device='auto', output_dir=None,
+          progress=True, data=None, network=None):
     """Train an MLP and return its record (config, curves, summary). The defaults are the NumPy script's.
 
     `zca_eps`: if given, ZCA-whiten the images first (see zca_whiten). `epochs`: if given,

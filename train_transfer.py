@@ -121,14 +121,15 @@ def imagenet_normalized(data_dir):
     empty = cifar10_utils.DataSet(np.zeros((0, *cifar10_utils.IMAGE_SHAPE), np.float32),
                                   np.zeros((0, cifar10_utils.N_CLASSES), np.float32))
     splits = cifar10_utils.DataSplits(train=split(x_train, y_train), validation=empty, test=split(x_test, y_test))
-    splits.source = source
+    splits.source = source()
     return splits
 
 
 def train(*, model='resnet18', weights='imagenet', input_mode='stem', freeze=False, learning_rate=1e-2,
           max_steps=2000, batch_size=128, eval_freq=500, seed=42, data_dir=cifar10_utils.CIFAR10_FOLDER,
           optimizer='momentum', momentum=0.9, weight_decay=5e-4, scheduler='cosine', warmup_steps=0,
-          label_smoothing=0.0, augment=True, epochs=None, device='auto', output_dir=None, progress=True, data=None):
+          label_smoothing=0.0, augment=True, ema_decay=None, tta=False, epochs=None, device='auto', output_dir=None,
+          progress=True, data=None):
     """Fine-tune and return the run record. The defaults are the usual fine-tuning recipe: SGD with
     momentum and a cosine schedule. `data`: splits from imagenet_normalized()."""
     config = run_config(f'transfer_{model}', locals())

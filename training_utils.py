@@ -116,7 +116,7 @@ def train_loop(train_step, evaluate, history, *, max_steps, eval_freq, progress=
 
     train_step returns the batch loss, a float or a 0-dim tensor: tensors are copied
     to the host only every LOG_EVERY steps, so a GPU never waits on a single step.
-    evaluate returns (test loss, test accuracy). The status ends as 'completed',
+    evaluate returns (test loss, test accuracy) or (test loss, test accuracy, {other metric: value}). The status ends as 'completed',
     'diverged' (a loss not finite or blown up, see diverged), 'interrupted' (Ctrl-C)
     or 'failed' (any other exception, kept in history.exception); what was recorded
     until then is kept.

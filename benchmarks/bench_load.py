@@ -13,14 +13,20 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import cifar10_utils
 from benchmarks.timing import ROOT, alternate, median_ratio, medians
 from experiments.records import write_json
 
+PAUSE_S = 2
+
 
 def time_in_checkout(checkout, data_dir):
-    """Seconds of one get_cifar10() in a fresh process of the checkout's own cifar10_utils."""
+    """Seconds of one get_cifar10() in a fresh process of the checkout's own cifar10_utils, after a
+    pause in which the kernel reclaims the previous process's 1.3 GB (without it, whichever run
+    comes first in a round is often twice as slow)."""
+    time.sleep(PAUSE_S)
     code = ('import sys, time, cifar10_utils; start = time.perf_counter(); '
             f'cifar10_utils.get_cifar10({data_dir!r}, download=False); print(time.perf_counter() - start)')
     out = subprocess.run([sys.executable, '-c', code], cwd=checkout, capture_output=True, text=True, check=True)

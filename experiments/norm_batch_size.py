@@ -82,11 +82,12 @@ def plot(rows, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
+    parser.add_argument('--norm', choices=sorted(NORMS), default=None, help='run only this normalization')
     parser.add_argument('--rerun', action='store_true')
     args = parser.parse_args()
     data = cifar10_utils.get_cifar10(args.data_dir)
     for batch_size in BATCH_SIZES:
-        for norm in NORMS:
+        for norm in [args.norm] if args.norm else NORMS:
             run_mlp(RECORDS, name_of(norm, batch_size), changes_for(norm, batch_size, data['train'].num_examples),
                     data, args.rerun)
     print(f'{len(collect_rows())} runs recorded; python make_report.py puts them into docs/report.md')

@@ -10,13 +10,15 @@ x < -2, where ELU'(x) = e^x < 0.135 (ELU is flat on its negative side only), and
 median |x|. Writes docs/results/tanh_saturation.json.
 """
 import argparse
+import os
 
 import torch
 
 import cifar10_utils
 import train_mlp_pytorch
-from experiments.records import write_json
+from experiments.records import RESULTS, load_record, write_json
 from mlp_pytorch import MLP
+from run_records import draw_curves
 from training_utils import set_seed
 
 FLAT_BEYOND = 2.0  # beyond |x| = 2 tanh passes back less than a tenth of the gradient, ELU (x < -2) less than 0.14
@@ -34,6 +36,24 @@ def saturation(pre):
     return {'share_beyond_2': round(float((pre.abs() > FLAT_BEYOND).float().mean()), 4),
             'share_below_minus_2': round(float((pre < -FLAT_BEYOND).float().mean()), 4),
             'median_abs_preactivation': round(float(pre.abs().median()), 3)}
+
+
+def plot_curves_side_by_side(path):
+    """The sweep's Tanh and ELU (default) runs in one figure: loss and test accuracy against step."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    runs = {'ELU (default)': 'default', 'Tanh': 'tanh'}
+    records = {label: load_record(os.path.join(RESULTS, 'mlp_sweep'), name) for label, name in runs.items()}
+    if None in records.values():
+        return
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, record in records.items():
+        draw_curves(record, ax_loss, ax_acc, label=label)
+    fig.suptitle('mlp_sweep/default (ELU) and mlp_sweep/tanh: the default MLP with each activation')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main():

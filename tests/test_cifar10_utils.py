@@ -95,8 +95,22 @@ def test_next_batch_cycles_and_reshuffles():
 # ------------------------------------------------------------------ errors
 
 def test_missing_folder_without_download(tmp_path):
-    with pytest.raises(CIFAR10Error, match="data_batch_1' is missing; delete the folder"):
+    with pytest.raises(CIFAR10Error, match="nowhere' is missing, not a folder with the CIFAR-10 batch files"):
         cifar10_utils.get_cifar10(str(tmp_path / 'nowhere'), download=False)
+
+
+def test_a_data_dir_that_is_a_file(tmp_path):
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(CIFAR10Error, match="--data_dir '.*file' is a file"):
+        cifar10_utils.get_cifar10(str(tmp_path / 'file'))
+    assert os.listdir(tmp_path) == ['file']  # nothing downloaded next to it
+
+
+def test_a_batch_file_far_too_large_is_not_read(fake_cifar_dir):
+    path = os.path.join(fake_cifar_dir, 'data_batch_4')
+    os.truncate(path, 2 * cifar10_utils.MAX_BATCH_BYTES)  # sparse: no disk used
+    with pytest.raises(CIFAR10Error, match="data_batch_4' is 2,147,483,648 bytes, far larger than any CIFAR-10 batch"):
+        cifar10_utils.get_cifar10(fake_cifar_dir)
 
 
 def test_missing_batch_file(fake_cifar_dir):

@@ -146,3 +146,28 @@ def test_train_loop_records_a_failure():
 def test_record_json_refuses_nan():
     with pytest.raises(ValueError):
         record_json({'loss': float('nan')})
+
+
+def test_ctrl_c_waits_until_the_files_are_written(tmp_path):
+    import os
+    import signal
+    from run_records import signals_deferred, write_atomically
+    written = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of a save
+            write_atomically(str(tmp_path / 'history.json'), '{}')
+            written.append(True)
+    assert written and (tmp_path / 'history.json').read_text() == '{}'
+    assert os.listdir(tmp_path) == ['history.json']  # no temporary file left
+
+
+def test_an_output_dir_that_cannot_be_written(tmp_path, monkeypatch):
+    import os
+    from run_records import OutputFolder
+
+    def refuse(path, exist_ok=False):
+        raise PermissionError(13, 'Permission denied')
+    monkeypatch.setattr(os, 'makedirs', refuse)  # what a read-only folder does (tests may run as root)
+    with pytest.raises(SettingsError, match="--output_dir '.*' cannot be written \\(Permission denied\\)"):
+        OutputFolder(str(tmp_path / 'out')).__enter__()
