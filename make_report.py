@@ -101,9 +101,14 @@ def derived():
         out.update(vgg_train_loss_at_2500=losses[2250:2500].mean(), vgg_train_loss_at_5000=losses[-250:].mean())
     mlp, convnet = MLP(cifar10_utils.IMAGE_SIZE, [100], cifar10_utils.N_CLASSES), ConvNet()
     out['convnet_to_mlp_macs'] = macs_per_image(convnet) / macs_per_image(mlp)
-    out['convnet_to_mlp_parameters'] = sum(p.numel() for p in convnet.parameters()) / sum(
-        p.numel() for p in mlp.parameters())
+    best_mlp = MLP(cifar10_utils.IMAGE_SIZE, [1024, 1024], cifar10_utils.N_CLASSES, norm='batchnorm')
+    out['convnet_to_mlp_parameters'] = n_parameters(convnet) / n_parameters(mlp)
+    out['best_mlp_to_convnet_parameters'] = n_parameters(best_mlp) / n_parameters(convnet)
     return out
+
+
+def n_parameters(model):
+    return sum(p.numel() for p in model.parameters())
 
 
 def figure(run, draw):
@@ -207,7 +212,7 @@ def table_mlp_vs_cnn():
         if record is not None:
             model = network_of(record)
             rows.append([label, f"{record['summary']['final_test_accuracy']:.4f}",
-                         f"{sum(p.numel() for p in model.parameters()):,}", f'{macs_per_image(model) / 1e6:,.1f} M',
+                         f'{n_parameters(model):,}', f'{macs_per_image(model) / 1e6:,.1f} M',
                          f"{record['summary']['steps'] * record['config']['batch_size'] / 50000:.1f}"])
     return markdown_table(['network, recipe', 'final test acc', 'parameters', 'multiply-adds per image',
                            'epochs'], rows) if rows else MISSING

@@ -1,7 +1,9 @@
-"""Where the PyTorch MLP's time goes against the NumPy MLP's: one training step of the default
-network (3072-100-10, SGD) at the default batch of 200 and at a batch of 1, where the
-arithmetic is negligible and what is left is each framework's fixed cost per step (module
-calls, autograd's graph, the optimizer, the loss).
+"""Where the PyTorch MLP's time goes against the NumPy MLP's: one SGD training step of
+- the default network (3072-100-10) at the default batch of 200;
+- the same network at a batch of 1, where what is left is the work that does not grow with the
+  batch: the weight gradients (outer products) and the update of its 308,310 weights;
+- a tiny network (10-10-10) at a batch of 1, where nearly all that is left is each framework's
+  fixed cost per step (module calls, autograd's graph, the optimizer, the loss).
 
     python -m benchmarks.bench_step_overhead --json bench_step_overhead.json
 
@@ -20,15 +22,18 @@ from mlp_numpy import MLP as NumpyMLP
 from mlp_pytorch import MLP as TorchMLP
 from modules import CrossEntropyModule
 
-N_INPUTS, HIDDEN, N_CLASSES, LEARNING_RATE = 3072, [100], 10, 1e-3
-BATCH_SIZES = [200, 1]
+LEARNING_RATE = 1e-3
+# (name, layer sizes, batch size)
+CASES = [('default network, batch 200', [3072, 100, 10], 200), ('default network, batch 1', [3072, 100, 10], 1),
+         ('tiny network, batch 1', [10, 10, 10], 1)]
 STEPS_PER_MEASUREMENT = 200
 
 
-def numpy_step(batch_size):
-    model, loss_module = NumpyMLP(N_INPUTS, HIDDEN, N_CLASSES, dtype=np.float32, input_grad=False), CrossEntropyModule()
-    x = np.random.standard_normal((batch_size, N_INPUTS)).astype(np.float32)
-    y = np.eye(N_CLASSES, dtype=np.float32)[np.random.randint(0, N_CLASSES, batch_size)]
+def numpy_step(sizes, batch_size):
+    model = NumpyMLP(sizes[0], sizes[1:-1], sizes[-1], dtype=np.float32, input_grad=False)
+    loss_module = CrossEntropyModule()
+    x = np.random.standard_normal((batch_size, sizes[0])).astype(np.float32)
+    y = np.eye(sizes[-1], dtype=np.float32)[np.random.randint(0, sizes[-1], batch_size)]
 
     def step():
         probs = model.forward(x)
@@ -39,10 +44,10 @@ def numpy_step(batch_size):
     return step
 
 
-def torch_step(batch_size):
-    model = TorchMLP(N_INPUTS, HIDDEN, N_CLASSES)
+def torch_step(sizes, batch_size):
+    model = TorchMLP(sizes[0], sizes[1:-1], sizes[-1])
     opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
-    x, y = torch.randn(batch_size, N_INPUTS), torch.randint(0, N_CLASSES, (batch_size,))
+    x, y = torch.randn(batch_size, sizes[0]), torch.randint(0, sizes[-1], (batch_size,))
 
     def step():
         loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -58,11 +63,11 @@ def main():
     parser.add_argument('--json', default=None, help='save the results as docs/results/JSON')
     args = parser.parse_args()
     rows = []
-    for batch_size in BATCH_SIZES:
-        steps = {'numpy': numpy_step(batch_size), 'pytorch': torch_step(batch_size)}
+    for name, sizes, batch_size in CASES:
+        steps = {'numpy': numpy_step(sizes, batch_size), 'pytorch': torch_step(sizes, batch_size)}
         times = alternate(steps, args.rounds, lambda step: seconds_per_call(step, STEPS_PER_MEASUREMENT, warmup=10))
         median = medians(times)
-        rows.append({'batch_size': batch_size, 'numpy_us': round(median['numpy'] * 1e6, 1),
+        rows.append({'case': name, 'sizes': sizes, 'batch_size': batch_size, 'numpy_us': round(median['numpy'] * 1e6, 1),
                      'pytorch_us': round(median['pytorch'] * 1e6, 1),
                      'pytorch_minus_numpy_us': round((median['pytorch'] - median['numpy']) * 1e6, 1)})
         print(json.dumps(rows[-1]), flush=True)

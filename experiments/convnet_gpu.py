@@ -120,7 +120,7 @@ def main():
         print(name, json.dumps(result['runs'][name]), flush=True)
     with open(os.path.join(args.out, 'results.json'), 'w') as f:
         json.dump(result, f, indent=1)
-    print(f"{result['device']}: bf16 matmul {result['matmul_tflops']:.0f} TFLOP/s")
+    print(f"{result['device']}: bf16 matmul {result['matmul_tflops']:.1f} TFLOP/s")
     for row in result['throughput']:
         print(f"{row['variant']:40s} batch {row['batch_size']:4d}: {row['images_per_s']:9.0f} images/s, "
               f"{row['share_of_matmul_rate']:.1%} of the matmul rate")

@@ -105,3 +105,28 @@ def test_presets_run(name, fake_cifar_dir, tmp_path):
                                          data_dir=fake_cifar_dir, progress=False)
     assert record['summary']['status'] == 'completed'
     json.dumps(record)
+
+
+def test_flip_tta_and_weight_averaging(fake_cifar_dir, tmp_path):
+    record = train_convnet_pytorch.train(max_steps=4, eval_freq=2, batch_size=4, ema_decay=0.5, tta=True,
+                                         data_dir=fake_cifar_dir, output_dir=str(tmp_path), progress=False)
+    assert record['summary']['status'] == 'completed'
+    assert len(record['test']['accuracy_tta']) == 2  # beside every plain evaluation
+    assert record['summary']['final_test_accuracy_tta'] == record['test']['accuracy_tta'][-1]
+    assert (tmp_path / 'test.csv').read_text().splitlines()[0] == 'step,loss,accuracy,accuracy_tta'
+
+
+def test_flip_tta_averages_an_image_and_its_mirror():
+    from torch_training import evaluate
+
+    class LeftHalf(nn.Module):
+        """Class 0 scores the left half of an image, class 1 a constant 1: a mirror image scores its right half."""
+
+        def forward(self, x):
+            return torch.stack([x[..., :2].sum((1, 2, 3)), torch.ones(len(x))], dim=1)
+    images = torch.zeros(3, 1, 1, 4)
+    images[0, ..., 0] = 3.0  # left 3: class 0 plainly (3 > 1) and averaged with its mirror ((3 + 0) / 2 > 1)
+    images[1, ..., 3] = 3.0  # right 3: class 1 plainly (0 < 1), class 0 averaged (1.5 > 1)
+    images[2, ..., 0] = 1.5  # left 1.5: class 0 plainly (1.5 > 1), class 1 averaged (0.75 < 1)
+    _, correct, correct_tta = evaluate(LeftHalf(), images, torch.tensor([0, 0, 1]), flip_tta=True)
+    assert correct.item() == 1 and correct_tta.item() == 3
