@@ -122,7 +122,8 @@ def load_cifar10_batch(batch_filename):
         _refuse(path, f"asks to load '{err}', which no CIFAR-10 batch needs, so it was not read (it may be "
                       'malicious)', 'delete it and use a copy from the official archive')
     except Exception as err:  # noqa: BLE001 (any file can sit in a data folder: every failure is one message)
-        _refuse(path, f'is corrupt or truncated ({type(err).__name__}: {str(err)[:200]})')
+        detail = f'{type(err).__name__}: {str(err)[:200]}' if str(err) else type(err).__name__
+        _refuse(path, f'is corrupt or truncated ({detail})')
     if not isinstance(batch, dict) or 'data' not in batch or 'labels' not in batch:
         _refuse(path, "does not hold a CIFAR-10 batch (a dict with 'data' and 'labels')")
     data, labels = batch['data'], np.asarray(batch['labels'])

@@ -21,16 +21,17 @@ import re
 import sys
 
 import numpy as np
-import torch
 
 import cifar10_utils
+import train_mlp_numpy
+from cli_utils import settings_defaults
 from convnet_pytorch import ConvNet
 from experiments import mlp_sweep, norm_batch_size, tanh_saturation
 from experiments.records import DATA_FLAG as DATA
+from experiments.model_size import macs_per_image, n_parameters, network_of
 from experiments.records import RESULTS, ROOT, load_json, markdown_table
 from mlp_pytorch import MLP
 from run_records import plot_curves
-from training_utils import hidden_units
 
 DOCS = os.path.join(ROOT, 'docs')
 TEMPLATE = os.path.join(DOCS, 'report_template.md')
@@ -60,32 +61,6 @@ def value(spec):
 
 # --------------------------------------------------------------------------- numbers from several records
 
-def macs_per_image(model):
-    """Multiply-adds of one forward pass of a CIFAR-10 image through the model's convolutions and linear layers."""
-    total = []
-
-    def count(module, inputs, output):
-        if isinstance(module, torch.nn.Conv2d):
-            total.append(output[0].numel() * module.in_channels // module.groups * np.prod(module.kernel_size))
-        elif isinstance(module, torch.nn.Linear):
-            total.append(module.in_features * module.out_features)
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, *cifar10_utils.IMAGE_SHAPE))
-    for hook in hooks:
-        hook.remove()
-    return int(sum(total))
-
-
-def network_of(record):
-    """The model a run record trained, rebuilt from its config (for counting parameters and arithmetic)."""
-    c = record['config']
-    if c['name'].startswith('convnet'):
-        return ConvNet(cifar10_utils.IMAGE_SHAPE[0], cifar10_utils.N_CLASSES, c['arch'])
-    return MLP(cifar10_utils.IMAGE_SIZE, hidden_units(c['dnn_hidden_units']), cifar10_utils.N_CLASSES,
-               activation=c['activation'], norm=c['norm'], dropout=c['dropout'])
-
-
 @functools.cache
 def derived():
     """Numbers the report quotes that no single record holds as such."""
@@ -99,16 +74,20 @@ def derived():
     if vgg:  # train loss averaged over the 250 steps before an evaluation: single batches are noisy
         losses = np.asarray(vgg['train']['loss'], dtype=float)
         out.update(vgg_train_loss_at_2500=losses[2250:2500].mean(), vgg_train_loss_at_5000=losses[-250:].mean())
+    steps, runs = load('bench_step_overhead.json'), load('bench_mlp_numpy_vs_pytorch.json')
+    if steps and runs:  # per-step differences over the default run's 1400 steps, against the runs' difference
+        default_steps = settings_defaults(train_mlp_numpy.train)['max_steps']
+        out.update(framework_overhead_per_run_s=steps['rows'][2]['pytorch_minus_numpy_us'] * default_steps / 1e6,
+                   step_difference_per_run_s=-steps['rows'][0]['pytorch_minus_numpy_us'] * default_steps / 1e6,
+                   weight_work_saving_us=-steps['rows'][1]['pytorch_minus_numpy_us'],
+                   run_difference_s=runs['median_time_s']['numpy'] - runs['median_time_s']['pytorch'])
     mlp, convnet = MLP(cifar10_utils.IMAGE_SIZE, [100], cifar10_utils.N_CLASSES), ConvNet()
     out['convnet_to_mlp_macs'] = macs_per_image(convnet) / macs_per_image(mlp)
+    out['preact_to_vgg_macs'] = macs_per_image(ConvNet(arch='preact')) / macs_per_image(convnet)
     best_mlp = MLP(cifar10_utils.IMAGE_SIZE, [1024, 1024], cifar10_utils.N_CLASSES, norm='batchnorm')
     out['convnet_to_mlp_parameters'] = n_parameters(convnet) / n_parameters(mlp)
     out['best_mlp_to_convnet_parameters'] = n_parameters(best_mlp) / n_parameters(convnet)
     return out
-
-
-def n_parameters(model):
-    return sum(p.numel() for p in model.parameters())
 
 
 def figure(run, draw):
@@ -253,7 +232,8 @@ def readme_results():
          '(median); × the plain-pickle loader it replaced (median within-round ratio)',
          f"{v('bench_load.json', 'median_s.this checkout', '.2f')} s; "
          f"{v('bench_load.json', 'median_round_ratio', '.2f')}×",
-         f'python -m benchmarks.bench_load {DATA} --compare_with OLD_CHECKOUT --json bench_load.json'),
+         f'git worktree add /tmp/before e52992d; python -m benchmarks.bench_load {DATA} --compare_with /tmp/before '
+         '--repeats 15 --json bench_load.json'),
         ('PyTorch MLP, defaults: final (best) test accuracy',
          f"{run('mlp_pytorch_default', 'final_test_accuracy')} ({run('mlp_pytorch_default', 'best_test_accuracy')})",
          MLP_RUNS[1][2]),

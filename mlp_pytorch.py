@@ -1,11 +1,10 @@
 """Multi-layer perceptron in PyTorch.
 
-    MLP(3072, [100], 10)     # the assignment's network: Linear -> ELU -> Linear, N(0, 1e-4) weights
+    MLP(3072, [100], 10)     # the assignment's network: Linear -> ELU -> Linear, weights of std 1e-4
     MLP(3072, [1024, 512], 10, activation='gelu', norm='batchnorm', dropout=0.2, init='kaiming')
 
 Each hidden layer is Linear -> [norm] -> activation -> [dropout]. Outputs logits.
 """
-import torch
 from torch import nn
 
 from custom_layernorm import CustomLayerNormManualModule
@@ -24,8 +23,8 @@ class MLP(nn.Module):
     """`n_hidden` lists the hidden widths ([] gives multinomial logistic regression).
 
     activation: one of ACTIVATIONS; norm: one of NORMS (after each hidden Linear);
-    dropout: probability after each hidden activation; init: 'assignment' (N(0, 1e-4)
-    weights, zero biases, like the NumPy MLP), 'pytorch' (nn.Linear's default),
+    dropout: probability after each hidden activation; init: 'assignment' (normal weights of standard
+    deviation 1e-4, zero biases, like the NumPy MLP), 'pytorch' (nn.Linear's default),
     'kaiming' (He normal, for ReLU-like activations) or 'xavier' (Glorot normal).
     """
 

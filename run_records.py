@@ -1,7 +1,7 @@
 """A run's record and its files: History (config, losses, evaluations, status), saved as
 strict JSON, two CSVs and a curves PNG into an output folder that the run holds locked.
 
-NumPy-only: matplotlib is imported when a plot is drawn, torch never.
+NumPy-only (and matplotlib for the curves): never torch.
 """
 import contextlib
 import csv
@@ -17,6 +17,7 @@ import threading
 import time
 
 import numpy as np
+from matplotlib.figure import Figure  # a figure without pyplot: saving one changes no backend or global state
 
 try:
     import fcntl  # POSIX file locks
@@ -165,15 +166,18 @@ class OutputFolder:
     """An output folder held by one run: created and checked before any work, locked for the run.
 
     A second run pointed at the same folder is refused (RunError) instead of mixing its
-    files with the first's; the lock goes with the process, so a killed run leaves none behind.
+    files with the first's; the lock is released when the process ends, however it ends.
     A path that is a file, lies under a file or cannot be written raises SettingsError.
+    A folder this run created and left empty (it stopped before writing anything) is removed.
     """
 
     def __init__(self, path):
         self.path = path
         self._lock_file = None
+        self._created = False
 
     def __enter__(self):
+        self._created = not os.path.exists(self.path)
         try:
             os.makedirs(self.path, exist_ok=True)
             self._lock_file = open(os.path.join(self.path, LOCK_NAME), 'a+')
@@ -191,6 +195,9 @@ class OutputFolder:
 
     def __exit__(self, *exc):
         self._lock_file.close()  # closing releases the lock
+        if self._created and os.listdir(self.path) == [LOCK_NAME]:
+            os.remove(os.path.join(self.path, LOCK_NAME))
+            os.rmdir(self.path)
 
 
 def _try_lock(f):
@@ -210,46 +217,46 @@ def _try_lock(f):
 
 def plot_curves(record, path, title=None):
     """Loss (train and test) and test accuracy against step, drawn from a run record."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     draw_curves(record, ax_loss, ax_acc)
     fig.suptitle(title or record['config'].get('name', ''))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def draw_curves(record, ax_loss, ax_acc, label=''):
-    """Draw a record's loss and accuracy curves into two matplotlib axes."""
+    """Draw a record's loss and accuracy curves into two matplotlib axes; `label` names the run in the legends."""
     train, test, summary = record['train'], record['test'], record['summary']
     steps, losses = np.asarray(train['step']), np.asarray(train['loss'], dtype=np.float64)  # None -> NaN
     finite = np.isfinite(losses)  # a diverged run ends in NaN: draw what came before
-    prefix = f'{label} ' if label else ''
+    prefix = f'{label}: ' if label else ''
+    train_label, test_label = loss_labels(record['config'])
     if finite.any():
-        line, = ax_loss.plot(steps[finite], smooth(losses[finite]), label=f'{prefix}train (batch, smoothed)')
+        line, = ax_loss.plot(steps[finite], smooth(losses[finite]), label=prefix + train_label)
         ax_loss.plot(steps[finite], losses[finite], color=line.get_color(), alpha=0.2, lw=0.8)
-    ax_loss.plot(test['step'], np.asarray(test['loss'], dtype=np.float64), 'o-', ms=3, label=f'{prefix}test')
-    ax_loss.set(xlabel='step', ylabel=loss_label(record['config']), title='loss')
-    ax_loss.legend()
+    ax_loss.plot(test['step'], np.asarray(test['loss'], dtype=np.float64), 'o-', ms=3, label=prefix + test_label)
+    ax_loss.set(xlabel='step', ylabel='loss', title='loss')
+    ax_loss.legend(fontsize='small')
     ax_acc.plot(test['step'], np.asarray(test['accuracy'], dtype=np.float64), 'o-', ms=3, label=f'{prefix}test')
     ax_acc.set(xlabel='step', ylabel='test accuracy', title='test accuracy')
     if summary['final_test_accuracy'] is not None and not label:
         ax_acc.annotate(f"final {summary['final_test_accuracy']:.4f}\nbest {summary['best_test_accuracy']:.4f}",
                         xy=(0.98, 0.04), xycoords='axes fraction', ha='right', va='bottom')
     if label:
-        ax_acc.legend()
+        ax_acc.legend(fontsize='small')
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
 
 
-def loss_label(config):
-    """What the loss curves measure: training adds label smoothing; the test loss is plain cross-entropy."""
-    smoothing = config.get('label_smoothing') or 0
-    train = f'train: CE with label smoothing {smoothing}' if smoothing else 'train: cross-entropy'
-    return f'loss ({train}; test: cross-entropy)'
+def loss_labels(config):
+    """What the two loss curves measure. The training loss is each batch's, in training mode (dropout,
+    batch statistics), on augmented images if the run augments, with label smoothing if it smooths;
+    the test loss is the plain cross-entropy of the eval-mode network on the test images."""
+    extras = [f"label smoothing {config['label_smoothing']}"] if config.get('label_smoothing') else []
+    extras += ['augmented'] if config.get('augment') else []
+    train = 'train: cross-entropy' + (f" ({', '.join(extras)})" if extras else '') + ', per batch, smoothed'
+    return train, 'test: cross-entropy, eval mode'
 
 
 def smooth(values, window=None):

@@ -103,7 +103,8 @@ def build_parser():
     parser.add_argument('--norm', choices=list(NORMS), help='normalization after each hidden Linear')
     parser.add_argument('--dropout', type=probability, help='dropout probability after each hidden activation')
     parser.add_argument('--init', choices=INITS,
-                        help="weights: 'assignment' is N(0, 1e-4) as in the NumPy MLP, 'pytorch' nn.Linear's own")
+                        help="weights: 'assignment' normal with standard deviation 1e-4 as in the NumPy MLP, "
+                             "'pytorch' nn.Linear's own, 'kaiming' He, 'xavier' Glorot")
     parser.add_argument('--zca_eps', type=positive_float,
                         help='ZCA-whiten the images first, with this eigenvalue regulariser (pixels in [0, 1])')
     add_torch_flags(parser, PRESETS)

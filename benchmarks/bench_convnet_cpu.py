@@ -6,16 +6,14 @@ x thread count, measured interleaved over several rounds (this machine's speed d
 Prints training images/s (median over rounds) for each setting on random data with the
 default batch size 32.
 """
-import argparse
 import itertools
 import json
 
 import torch
 from torch import nn
 
-from benchmarks.timing import alternate, medians, seconds_per_call
+from benchmarks.timing import alternate, benchmark_parser, medians, publish, seconds_per_call
 from convnet_pytorch import ConvNet
-from experiments.records import write_json
 
 BATCH_SIZE = 32
 WARMUP_STEPS = 3
@@ -39,12 +37,10 @@ def images_per_second(arch, channels_last, fused, threads, steps):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = benchmark_parser(__doc__, rounds=5)
     parser.add_argument('--arch', default='vgg')
-    parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--steps', type=int, default=10, help='timed steps per setting and round')
     parser.add_argument('--threads', default=f'{torch.get_num_threads()}', help='comma-separated thread counts')
-    parser.add_argument('--json', default=None, help='save the results as docs/results/JSON')
     args = parser.parse_args()
     settings = {s: s for s in itertools.product([True, False], [False, True], [int(t) for t in args.threads.split(',')])}
     results = alternate(settings, args.rounds, lambda setting: images_per_second(args.arch, *setting, args.steps))
@@ -55,8 +51,8 @@ def main():
                      'threads': threads, 'median_images_per_s': round(median[(channels_last, fused, threads)], 1),
                      'all': [round(v, 1) for v in values]})
         print(json.dumps(rows[-1]))
-    if args.json:
-        write_json(args.json, {'batch_size': BATCH_SIZE, 'steps': args.steps, 'rounds': args.rounds, 'rows': rows})
+    publish({'batch_size': BATCH_SIZE, 'steps': args.steps, 'rounds': args.rounds, 'rows': rows},
+            f'{len(rows)} settings measured', args.json)
 
 
 if __name__ == '__main__':

@@ -7,14 +7,12 @@ torch.nn.functional.layer_norm (through nn.LayerNorm), on shapes (128, 1024) and
 (1024, 4096). Timings are medians over rounds in which the variants alternate, so the
 ratios come from one run under the same conditions.
 """
-import argparse
 import json
 
 import torch
 
-from benchmarks.timing import alternate, medians, seconds_per_call
+from benchmarks.timing import alternate, benchmark_parser, medians, publish, seconds_per_call
 from custom_layernorm import CustomLayerNormAutograd, CustomLayerNormManualModule
-from experiments.records import write_json
 
 SHAPES = [(128, 1024), (1024, 4096)]
 WORK_PER_MEASUREMENT = 2e8  # elements processed per timed loop, so both shapes get long, steady loops
@@ -36,10 +34,7 @@ def saved_bytes(module, x):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--rounds', type=int, default=9)
-    parser.add_argument('--json', default=None, help='save the results as docs/results/JSON')
-    args = parser.parse_args()
+    args = benchmark_parser(__doc__, rounds=9).parse_args()
     rows = []
     for shape in SHAPES:
         x = torch.randn(*shape, requires_grad=True)
@@ -54,9 +49,8 @@ def main():
                          'vs_autograd': round(median[name] / median['autograd module'], 3),
                          'saved_bytes': saved_bytes(module, x)})
             print(json.dumps(rows[-1]), flush=True)
-    if args.json:
-        write_json(args.json, {'threads': torch.get_num_threads(), 'rounds': args.rounds, 'torch': torch.__version__,
-                               'rows': rows})
+    publish({'threads': torch.get_num_threads(), 'rounds': args.rounds, 'torch': torch.__version__, 'rows': rows},
+            f'{len(rows)} measurements', args.json)
 
 
 if __name__ == '__main__':

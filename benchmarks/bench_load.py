@@ -8,7 +8,6 @@ and times get_cifar10() alone, import excluded. --compare_with alternates those 
 the same measurement in another checkout of the project (for example the commit before a
 change), in one run, and reports the medians and the median within-round ratio.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -16,8 +15,7 @@ import sys
 import time
 
 import cifar10_utils
-from benchmarks.timing import ROOT, alternate, median_ratio, medians
-from experiments.records import write_json
+from benchmarks.timing import ROOT, alternate, benchmark_parser, median_ratio, medians, publish
 
 PAUSE_S = 2
 
@@ -34,11 +32,10 @@ def time_in_checkout(checkout, data_dir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
-    parser.add_argument('--repeats', type=int, default=7)
+    parser.add_argument('--repeats', type=int, default=7, help='alternating rounds, each run in a fresh process')
     parser.add_argument('--compare_with', default=None, help='another checkout of the project, timed alternately')
-    parser.add_argument('--json', default=None, help='save the result as docs/results/JSON')
     args = parser.parse_args()
     data_dir = os.path.abspath(args.data_dir)
     checkouts = {'this checkout': ROOT}
@@ -50,9 +47,7 @@ def main():
     if args.compare_with:
         result['compared_with'] = checkouts['other checkout']
         result['median_round_ratio'] = median_ratio(times['this checkout'], times['other checkout'])
-    print(json.dumps(result))
-    if args.json:
-        write_json(args.json, result)
+    publish(result, json.dumps(result), args.json)
 
 
 if __name__ == '__main__':

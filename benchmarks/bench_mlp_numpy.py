@@ -7,16 +7,14 @@ loading excluded) over --repeats runs, counts its arithmetic, and measures the s
 beside every run (this machine's speed drifts by 30% and more). Prints one JSON line per
 run and a summary; --json NAME saves them as docs/results/NAME.
 """
-import argparse
 import json
 
 import numpy as np
 
 import cifar10_utils
 import train_mlp_numpy
-from benchmarks.timing import seconds_per_call
+from benchmarks.timing import benchmark_parser, publish, seconds_per_call
 from cli_utils import settings_defaults
-from experiments.records import write_json
 from training_utils import hidden_units
 
 PEAK_SIZE = 2048  # square sgemm used to measure the peak
@@ -41,10 +39,9 @@ def training_gflop(sizes, batch_size, max_steps, eval_freq, n_test):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
     parser.add_argument('--repeats', type=int, default=5, help='timed training runs')
-    parser.add_argument('--json', default=None, help='save the results as docs/results/JSON')
     args = parser.parse_args()
 
     data = cifar10_utils.get_cifar10(args.data_dir)
@@ -66,11 +63,9 @@ def main():
               'median_gflops': round(gflop / median['time_s'], 1),
               'median_sgemm_peak_gflops': round(median['sgemm_peak_gflops'], 1),
               'median_fraction_of_peak': round(median['fraction_of_peak'], 3)}
-    print(f"default run: median {median['time_s']:.2f} s over {len(runs)} runs, {gflop:.0f} GFLOP -> "
-          f"{result['median_gflops']:.0f} GFLOP/s; sgemm peak (median) {median['sgemm_peak_gflops']:.0f} GFLOP/s; "
-          f"median fraction of peak {median['fraction_of_peak']:.0%}")
-    if args.json:
-        write_json(args.json, result)
+    publish(result, f"default run: median {median['time_s']:.2f} s over {len(runs)} runs, {gflop:.0f} GFLOP -> "
+                    f"{result['median_gflops']:.0f} GFLOP/s; sgemm peak (median) {median['sgemm_peak_gflops']:.0f} "
+                    f"GFLOP/s; median fraction of peak {median['fraction_of_peak']:.0%}", args.json)
 
 
 if __name__ == '__main__':

@@ -13,8 +13,7 @@ import importlib
 import json
 
 import cifar10_utils
-from benchmarks.timing import alternate, median_ratio, medians, run_in_fresh_process
-from experiments.records import write_json
+from benchmarks.timing import alternate, benchmark_parser, median_ratio, medians, publish, run_in_fresh_process
 
 SCRIPTS = {'numpy': 'train_mlp_numpy', 'pytorch': 'train_mlp_pytorch'}
 
@@ -26,10 +25,9 @@ def run_one(script, data_dir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
-    parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--json', default=None, help='save the results as docs/results/JSON')
+    parser.add_argument('--repeats', type=int, default=5, help='alternating rounds')
     parser.add_argument('--worker', choices=sorted(SCRIPTS.values()), help=argparse.SUPPRESS)  # one run, JSON out
     args = parser.parse_args()
     if args.worker:
@@ -47,12 +45,10 @@ def main():
               'ratio_pytorch_to_numpy': round(median['pytorch'] / median['numpy'], 3),
               'median_round_ratio_pytorch_to_numpy': round(median_ratio(times['pytorch'], times['numpy']), 3),
               'rounds_pytorch_faster': sum(p < n for p, n in zip(times['pytorch'], times['numpy']))}
-    print(f"median: numpy {median['numpy']:.2f} s, pytorch {median['pytorch']:.2f} s; ratio pytorch/numpy "
-          f"{result['ratio_pytorch_to_numpy']:.2f}; median ratio within a round "
-          f"{result['median_round_ratio_pytorch_to_numpy']:.2f}; pytorch faster in "
-          f"{result['rounds_pytorch_faster']} of {args.repeats} rounds")
-    if args.json:
-        write_json(args.json, result)
+    publish(result, f"median: numpy {median['numpy']:.2f} s, pytorch {median['pytorch']:.2f} s; ratio pytorch/numpy "
+                    f"{result['ratio_pytorch_to_numpy']:.2f}; median ratio within a round "
+                    f"{result['median_round_ratio_pytorch_to_numpy']:.2f}; pytorch faster in "
+                    f"{result['rounds_pytorch_faster']} of {args.repeats} rounds", args.json)
 
 
 if __name__ == '__main__':

@@ -10,14 +10,12 @@
 Random data, float32, both in one process (the batch-1 steps barely use the BLAS threads);
 medians over rounds in which the two alternate.
 """
-import argparse
 import json
 
 import numpy as np
 import torch
 
-from benchmarks.timing import alternate, medians, seconds_per_call
-from experiments.records import write_json
+from benchmarks.timing import alternate, benchmark_parser, medians, publish, seconds_per_call
 from mlp_numpy import MLP as NumpyMLP
 from mlp_pytorch import MLP as TorchMLP
 from modules import CrossEntropyModule
@@ -58,10 +56,7 @@ def torch_step(sizes, batch_size):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--rounds', type=int, default=9)
-    parser.add_argument('--json', default=None, help='save the results as docs/results/JSON')
-    args = parser.parse_args()
+    args = benchmark_parser(__doc__, rounds=9).parse_args()
     rows = []
     for name, sizes, batch_size in CASES:
         steps = {'numpy': numpy_step(sizes, batch_size), 'pytorch': torch_step(sizes, batch_size)}
@@ -71,9 +66,8 @@ def main():
                      'pytorch_us': round(median['pytorch'] * 1e6, 1),
                      'pytorch_minus_numpy_us': round((median['pytorch'] - median['numpy']) * 1e6, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    if args.json:
-        write_json(args.json, {'rounds': args.rounds, 'threads': torch.get_num_threads(), 'torch': torch.__version__,
-                               'rows': rows})
+    publish({'rounds': args.rounds, 'threads': torch.get_num_threads(), 'torch': torch.__version__, 'rows': rows},
+            f'{len(rows)} cases measured', args.json)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 """Timing helpers the benchmarks share. This machine's speed drifts between rounds, so
 variants are compared within rounds: every round times each variant once, a different
 one first each round, and the medians and the within-round ratios are reported."""
+import argparse
 import json
 import os
 import subprocess
@@ -8,6 +9,8 @@ import sys
 import time
 
 import numpy as np
+
+from experiments.records import write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,3 +52,19 @@ def run_in_fresh_process(module, *args):
     """Run `python -m module args` from the repository root; return the JSON of its last output line."""
     out = subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def benchmark_parser(doc, rounds=None):
+    """The flags every benchmark takes: --json (where the result goes), and --rounds if it alternates variants."""
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    if rounds is not None:
+        parser.add_argument('--rounds', type=int, default=rounds, help='rounds of alternating measurements')
+    parser.add_argument('--json', default=None, help='save the result as docs/results/JSON')
+    return parser
+
+
+def publish(result, summary, json_name=None):
+    """Print a benchmark's summary line and save its result as docs/results/json_name (if given)."""
+    print(summary)
+    if json_name:
+        write_json(json_name, result)

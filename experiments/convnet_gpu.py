@@ -24,7 +24,7 @@ import torch
 import cifar10_utils
 import train_convnet_pytorch
 from convnet_pytorch import ConvNet
-from make_report import macs_per_image
+from experiments.model_size import macs_per_image
 from torch_training import get_device
 
 SEEDS = (0, 1, 2)

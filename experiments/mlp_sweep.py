@@ -49,7 +49,7 @@ EXPERIMENTS = [
     ('batch_64', 'single', 'batch 64, same number of epochs', dict(batch_size=64, max_steps=4375)),
     ('cosine', 'single', 'cosine learning-rate schedule', dict(scheduler='cosine')),
     # initialisation and architecture
-    ('kaiming_init', 'single', 'He initialisation instead of N(0, 1e-4)', dict(init='kaiming')),
+    ('kaiming_init', 'single', 'He initialisation instead of std 1e-4', dict(init='kaiming')),
     ('wide_1000', 'single', '1000 hidden units', dict(dnn_hidden_units=[1000])),
     ('deep_3x500', 'single', 'three hidden layers of 500', dict(dnn_hidden_units=[500, 500, 500])),
     ('batchnorm', 'single', 'BatchNorm after the hidden layer', dict(norm='batchnorm')),
@@ -79,6 +79,10 @@ EXPERIMENTS = [
 ]
 
 
+# a combination is measured against the combination before it, except where it branches off an earlier one
+BASES = {'+zca': '+onecycle_ls_gelu', 'best': '+wider_40ep'}
+
+
 def normalized(changes):
     """The changes as the records store them: hidden units as a list of ints."""
     changes = dict(changes)
@@ -96,7 +100,8 @@ def describe(changes):
 
 def collect_rows():
     """One row per experiment that has a record, in EXPERIMENTS order; each with the row it is
-    measured against: the default for a single change, the previous combination for a combination."""
+    measured against: the default for a single change, the previous combination (or its BASES
+    entry) for a combination."""
     rows, base = [], None
     for name, group, change, changes in EXPERIMENTS:
         record = load_record(*location(name))
@@ -106,7 +111,7 @@ def collect_rows():
         row = dict(name=name, group=group, change=change, settings=describe(normalized(changes)),
                    final_test_accuracy=s['final_test_accuracy'], best_test_accuracy=s['best_test_accuracy'],
                    steps=s['steps'], time_s=s['time_s'], seed=record['config']['seed'], status=s['status'],
-                   base=base if group == 'combo' else ('default' if name != 'default' else None))
+                   base=BASES.get(name, base) if group == 'combo' else ('default' if name != 'default' else None))
         if name == 'default' or group == 'combo':
             base = name
         rows.append(row)

@@ -9,6 +9,8 @@ sweep); `python make_report.py` builds the table and plot of docs/report.md from
 import argparse
 import os
 
+from matplotlib.figure import Figure
+
 import cifar10_utils
 from experiments.records import RESULTS, load_record, markdown_table, run_mlp
 
@@ -61,10 +63,8 @@ def table(rows):
 
 
 def plot(rows, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for norm, label in NORMS.items():
         points = sorted((r['batch_size'], r['final_test_accuracy']) for r in rows if r['norm'] == norm)
         if points:
@@ -76,7 +76,6 @@ def plot(rows, path):
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main():

@@ -13,6 +13,7 @@ import argparse
 import os
 
 import torch
+from matplotlib.figure import Figure
 
 import cifar10_utils
 import train_mlp_pytorch
@@ -40,20 +41,17 @@ def saturation(pre):
 
 def plot_curves_side_by_side(path):
     """The sweep's Tanh and ELU (default) runs in one figure: loss and test accuracy against step."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     runs = {'ELU (default)': 'default', 'Tanh': 'tanh'}
     records = {label: load_record(os.path.join(RESULTS, 'mlp_sweep'), name) for label, name in runs.items()}
     if None in records.values():
         return
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for label, record in records.items():
         draw_curves(record, ax_loss, ax_acc, label=label)
     fig.suptitle('mlp_sweep/default (ELU) and mlp_sweep/tanh: the default MLP with each activation')
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main():

@@ -177,18 +177,20 @@ def test_a_second_run_on_the_same_output_dir_is_refused(fake_cifar_dir, tmp_path
     with OutputFolder(str(out)):  # as a run in another process holds it
         code, stderr = run_main('train_mlp_numpy', ['--data_dir', fake_cifar_dir, '--output_dir', str(out)],
                                 monkeypatch, capsys)
+        assert sorted(os.listdir(out)) == ['.run.lock']  # nothing of the refused run
     assert code == 1
     assert_one_line_error(stderr, 'is in use by another run')
-    assert sorted(os.listdir(out)) == ['.run.lock']
     code, _ = run_main('train_mlp_numpy', ['--data_dir', fake_cifar_dir, '--output_dir', str(out),
                                            '--max_steps', '5', '--batch_size', '20'], monkeypatch, capsys)
     assert code == 0  # free again once the first run ends
 
 
-def test_missing_data_is_one_line(tmp_path):
-    result = run_script('train_mlp_numpy', ['--data_dir', str(tmp_path / 'none' / 'cifar-10-batches-py')], env=OFFLINE)
+def test_missing_data_is_one_line_and_leaves_no_output_folder(tmp_path):
+    result = run_script('train_mlp_numpy', ['--data_dir', str(tmp_path / 'none' / 'cifar-10-batches-py'),
+                                            '--output_dir', str(tmp_path / 'out')], env=OFFLINE)
     assert result.returncode == 1
     assert_one_line_error(result.stderr, 'cannot download CIFAR-10', str(tmp_path / 'none' / 'cifar-10-batches-py'))
+    assert not (tmp_path / 'out').exists()  # created for the run, removed again as it stayed empty
 
 
 @pytest.mark.parametrize('script, flags', [('train_mlp_numpy', ['--learning_rate', '1e4']),

@@ -49,7 +49,8 @@ def test_sweep_rows_measure_combinations_against_the_previous_one(monkeypatch):
     rows = {row['name']: row for row in mlp_sweep.collect_rows()}
     assert rows['default']['base'] is None and rows['tanh']['base'] == 'default'
     assert rows['adam_kaiming_bn']['base'] == 'default' and rows['+dropout_wd']['base'] == 'adam_kaiming_bn'
-    assert rows['best']['base'] == '+zca'
+    assert rows['+wider_40ep']['base'] == '+onecycle_ls_gelu' and rows['+zca']['base'] == '+onecycle_ls_gelu'
+    assert rows['best']['base'] == '+wider_40ep'
 
 
 def test_every_experiment_name_is_unique_and_has_a_reason():
