@@ -84,7 +84,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     (the help says what happens then) or for plain flags such as --quiet."""
 
     def _get_help_string(self, action):
-        if isinstance(action, Switch):
+        if isinstance(action, Switch) and action.default is not None:
             return f"{action.help} (default: {'on' if action.default else 'off'})"
         if action.default is None or action.nargs == 0:
             return action.help

@@ -24,6 +24,7 @@ import numpy as np
 
 import cifar10_utils
 import train_mlp_numpy
+import train_transfer
 from cli_utils import settings_defaults
 from convnet_pytorch import ConvNet
 from experiments import mlp_sweep, norm_batch_size, tanh_saturation
@@ -84,6 +85,8 @@ def derived():
     mlp, convnet = MLP(cifar10_utils.IMAGE_SIZE, [100], cifar10_utils.N_CLASSES), ConvNet()
     out['convnet_to_mlp_macs'] = macs_per_image(convnet) / macs_per_image(mlp)
     out['preact_to_vgg_macs'] = macs_per_image(ConvNet(arch='preact')) / macs_per_image(convnet)
+    out['transfer_resize_to_stem_macs'] = (macs_per_image(train_transfer.build_model('resnet18', None, 'resize'))
+                                           / macs_per_image(train_transfer.build_model('resnet18', None, 'stem')))
     best_mlp = MLP(cifar10_utils.IMAGE_SIZE, [1024, 1024], cifar10_utils.N_CLASSES, norm='batchnorm')
     out['convnet_to_mlp_parameters'] = n_parameters(convnet) / n_parameters(mlp)
     out['best_mlp_to_convnet_parameters'] = n_parameters(best_mlp) / n_parameters(convnet)

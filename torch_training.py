@@ -259,7 +259,9 @@ def train_torch(config, build_model, load_data, *, output_dir=None, progress=Tru
 
 
 def _train(c, model, cifar10, *, device, output_dir, progress, processes):
-    memory_format = torch.channels_last if c.get('channels_last') else torch.contiguous_format
+    channels_last = c.get('channels_last')
+    channels_last = device.type == 'cuda' if channels_last is None else channels_last  # None: on CUDA only
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     autocast_dtype = torch.bfloat16 if device.type == 'cuda' else None  # CPU: float32 measured fastest
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels

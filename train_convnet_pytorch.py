@@ -34,12 +34,14 @@ PRESETS = {
 def train(*, arch='vgg', learning_rate=1e-4, max_steps=5000, batch_size=32, eval_freq=500, seed=42,
           data_dir=cifar10_utils.CIFAR10_FOLDER, optimizer='adam', momentum=0.9, weight_decay=0.0, scheduler='none',
           warmup_steps=0, label_smoothing=0.0, augment=False, ema_decay=None, tta=False, epochs=None, device='auto',
-          compile=False, channels_last=True, output_dir=None, progress=True, data=None):
+          compile=False, channels_last=None, output_dir=None, progress=True, data=None):
     """Train a ConvNet and return its record (config, curves, summary with images/s).
 
     The defaults are the assignment's. `epochs`: if given, train this many epochs instead
-    of max_steps. `data`: already loaded get_cifar10() splits. `output_dir`: where the
-    record, curves and best_model.pt go (None: nothing written).
+    of max_steps. `channels_last`: the NHWC memory layout; None uses it on CUDA only (bf16 tensor-core
+    convolutions; on our 2-core CPU NCHW measured faster, benchmarks/bench_convnet_cpu.py). `data`:
+    already loaded get_cifar10() splits. `output_dir`: where the record, curves and best_model.pt go
+    (None: nothing written).
     """
     config = run_config(f'convnet_{arch}', locals())
     require(arch in ARCHS, f'arch must be one of {sorted(ARCHS)}, got {arch!r}')
@@ -54,7 +56,8 @@ def build_parser():
     parser.add_argument('--arch', choices=sorted(ARCHS), help='vgg: Table 1; preact: pre-activation residual variant')
     add_torch_flags(parser, PRESETS)
     parser.add_argument('--compile', action=Switch, help='torch.compile the model')
-    parser.add_argument('--channels_last', action=Switch, help='channels_last memory layout (NHWC)')
+    parser.add_argument('--channels_last', action=Switch,
+                        help='channels_last memory layout (NHWC); unless given, on for CUDA only')
     return parser
 
 

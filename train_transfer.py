@@ -135,7 +135,7 @@ def train(*, model='resnet18', weights='imagenet', input_mode='stem', freeze=Fal
     config = run_config(f'transfer_{model}', locals())
     require(model in MODELS, f'model must be one of {sorted(MODELS)}, got {model!r}')
     require(input_mode in INPUT_MODES, f'input_mode must be one of {INPUT_MODES}, got {input_mode!r}')
-    config.update(channels_last=True, eval_batch_size=EVAL_BATCH_SIZE)
+    config.update(channels_last=None, eval_batch_size=EVAL_BATCH_SIZE)  # None: channels_last on CUDA only
     state = load_weights(model, weights)  # before any data is loaded: a missing file fails at once
     return train_torch(config, lambda: build_model(model, state, input_mode, freeze),
                        lambda: data if data is not None else imagenet_normalized(data_dir),

@@ -105,7 +105,7 @@ def test_every_flag_shows_its_true_default(script):
             shown = ('on' if defaults[dest] else 'off') if isinstance(defaults[dest], bool) else defaults[dest]
             assert f'(default: {shown})' in help_text, dest
     if script == 'train_convnet_pytorch':
-        assert 'layout (NHWC) (default: on)' in help_text  # --channels_last, --no_channels_last
+        assert 'layout (NHWC); unless given, on for CUDA only' in help_text  # --channels_last, --no_channels_last
     if script == 'train_transfer':
         assert 'horizontal flip (default: on)' in help_text  # --augment, --no_augment
 
