@@ -134,11 +134,13 @@ def table_runs(runs):
 
 CONVNET_RUNS = [
     ('Table 1 (vgg), defaults', 'convnet_vgg_default',
-     f'python train_convnet_pytorch.py {DATA} --output_dir docs/results/convnet_vgg_default'),
+     f'python train_convnet_pytorch.py --channels_last {DATA} --output_dir docs/results/convnet_vgg_default'),
     ('pre-activation, defaults', 'convnet_preact_default',
-     f'python train_convnet_pytorch.py --arch preact {DATA} --output_dir docs/results/convnet_preact_default'),
+     f'python train_convnet_pytorch.py --arch preact --channels_last {DATA} '
+     '--output_dir docs/results/convnet_preact_default'),
     ('Table 1, --preset cpu', 'convnet_vgg_preset_cpu',
-     f'python train_convnet_pytorch.py --preset cpu {DATA} --output_dir docs/results/convnet_vgg_preset_cpu'),
+     f'python train_convnet_pytorch.py --preset cpu --channels_last {DATA} '
+     '--output_dir docs/results/convnet_vgg_preset_cpu'),
     # GPU runs (device auto picks cuda)
     ('pre-activation, --preset best (60 epochs)', 'convnet_preact_preset_best',
      f'python train_convnet_pytorch.py --preset best {DATA} --output_dir docs/results/convnet_preact_preset_best'),
@@ -260,6 +262,13 @@ def readme_results():
          f"{v('bench_layernorm.json', 'rows.4.vs_autograd', '.2f')}×",
          'python -m benchmarks.bench_layernorm --json bench_layernorm.json'),
     ]
+    rows.append(('Transfer pipeline, ResNet-18 from random weights (--weights none), 400 steps of 64 on 2-core CPU: '
+                 'test accuracy; wall time; train images/s',
+                 f"{run('transfer_resnet18_scratch', 'final_test_accuracy')}; "
+                 f"{v('transfer_resnet18_scratch/history.json', 'summary.time_s', '.0f')} s; "
+                 f"{v('transfer_resnet18_scratch/history.json', 'summary.train_images_per_s', '.0f')}",
+                 f'python train_transfer.py --weights none --max_steps 400 --batch_size 64 --eval_freq 200 {DATA} '
+                 '--output_dir docs/results/transfer_resnet18_scratch'))
     for label, run_name, command in CONVNET_RUNS:
         record = load(os.path.join(run_name, 'history.json'))
         where = f' on {machine(record)}' if record else ''
