@@ -73,12 +73,18 @@ def signals_deferred():
         raise KeyboardInterrupt
 
 
-def write_atomically(path, text):
-    """Write text to path through a temporary file of this process, so readers never see half of it."""
+@contextlib.contextmanager
+def replacing(path):
+    """A temporary path of this process beside `path`, moved onto `path` when the block has written it:
+    readers never see half a file."""
     partial = f'{path}.{os.getpid()}.tmp'
-    with open(partial, 'w', newline='') as f:
-        f.write(text)
+    yield partial
     os.replace(partial, path)
+
+
+def write_atomically(path, text):
+    with replacing(path) as partial, open(partial, 'w', newline='') as f:
+        f.write(text)
 
 
 class History:

@@ -11,9 +11,9 @@ from torch.optim import lr_scheduler, swa_utils
 
 from cli_utils import Switch, nonnegative_float, nonnegative_int, positive_float, probability
 from distributed import Processes
-from run_records import History, OutputFolder, signals_deferred
+from run_records import History, OutputFolder, replacing, signals_deferred
 from training_utils import (SettingsError, check_batch_size, check_fits_in_memory, check_run_settings, finish,
-                            physical_memory_bytes, require, set_seed, train_loop)
+                            physical_memory_bytes, require, require_choice, set_seed, train_loop)
 
 OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'adamw')
 SCHEDULERS = ('none', 'step', 'cosine', 'onecycle')
@@ -134,6 +134,7 @@ def evaluate(model, images, labels, batch_size=1000, autocast_dtype=None, flip_t
 def make_optimizer(name, params, lr, weight_decay=0.0, momentum=0.9):
     """'sgd' (plain), 'momentum', 'nesterov', 'adam' or 'adamw'. Adam and AdamW use the fused
     kernels on CPU and CUDA (one kernel for all parameters; see benchmarks/bench_convnet_cpu.py)."""
+    require_choice('optimizer', name, OPTIMIZERS)
     params = list(params)
     fused = all(p.device.type in ('cpu', 'cuda') for p in params) or None
     if name == 'sgd':
@@ -143,16 +144,15 @@ def make_optimizer(name, params, lr, weight_decay=0.0, momentum=0.9):
                                weight_decay=weight_decay)
     if name == 'adam':
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
-    if name == 'adamw':
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
-    raise SettingsError(f'optimizer must be one of {OPTIMIZERS}, got {name!r}')
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
 def make_scheduler(name, optimizer, total_steps, warmup_steps=0):
     """Per-step learning-rate schedule: 'none', 'step' (x0.1 at 50% and 75%), 'cosine'
     (to 0), 'onecycle' (warm-up then cosine down; its warm-up is 30% unless warmup_steps
     is given). warmup_steps > 0 adds a linear warm-up in front of 'none', 'step' and 'cosine'."""
-    require(warmup_steps < total_steps, f'warmup_steps ({warmup_steps}) must be shorter than the run ({total_steps} steps)')
+    require_choice('scheduler', name, SCHEDULERS)
+    check_warmup(warmup_steps, total_steps)
     if name == 'onecycle':
         max_lrs = [group['lr'] for group in optimizer.param_groups]
         pct = warmup_steps / total_steps if warmup_steps else 0.3
@@ -162,14 +162,16 @@ def make_scheduler(name, optimizer, total_steps, warmup_steps=0):
         main = lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     elif name == 'step':
         main = lr_scheduler.MultiStepLR(optimizer, milestones=[main_steps // 2, main_steps * 3 // 4], gamma=0.1)
-    elif name == 'cosine':
-        main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=main_steps)
     else:
-        raise SettingsError(f'scheduler must be one of {SCHEDULERS}, got {name!r}')
+        main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=main_steps)
     if not warmup_steps:
         return main
     warmup = lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup_steps, total_iters=warmup_steps)
     return lr_scheduler.SequentialLR(optimizer, [warmup, main], milestones=[warmup_steps])
+
+
+def check_warmup(warmup_steps, total_steps):
+    require(warmup_steps < total_steps, f'warmup_steps ({warmup_steps}) must be shorter than the run ({total_steps} steps)')
 
 
 def add_torch_flags(parser, presets=None):
@@ -198,27 +200,24 @@ def check_torch_settings(config):
     """The settings train_torch reads, checked before any work."""
     check_run_settings(max_steps=config['max_steps'], batch_size=config['batch_size'], eval_freq=config['eval_freq'],
                        learning_rate=config['learning_rate'], seed=config['seed'])
-    require(config['optimizer'] in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {config['optimizer']!r}")
-    require(config['scheduler'] in SCHEDULERS, f"scheduler must be one of {SCHEDULERS}, got {config['scheduler']!r}")
+    require_choice('optimizer', config['optimizer'], OPTIMIZERS)
+    require_choice('scheduler', config['scheduler'], SCHEDULERS)
     require(0 <= config['label_smoothing'] < 1, f"label_smoothing must be in [0, 1), got {config['label_smoothing']}")
     require(config['warmup_steps'] >= 0 and config['momentum'] >= 0 and config['weight_decay'] >= 0,
             'warmup_steps, momentum and weight_decay must be >= 0')
     require(config.get('epochs') is None or config['epochs'] > 0, f"epochs must be > 0, got {config.get('epochs')}")
     require(config.get('ema_decay') is None or 0 < config['ema_decay'] < 1,
             f"ema_decay must be in (0, 1), got {config.get('ema_decay')}")
-    if config.get('epochs') is None:
-        require(config['warmup_steps'] < config['max_steps'],
-                f"warmup_steps ({config['warmup_steps']}) must be shorter than the run ({config['max_steps']} steps)")
+    if config.get('epochs') is None:  # in epochs, the run's length is known once the data are loaded
+        check_warmup(config['warmup_steps'], config['max_steps'])
 
 
 # --------------------------------------------------------------------------- the routine
 
 def save_checkpoint(state, path):
     """torch.save through a temporary file, Ctrl-C held until it is in place: never half a checkpoint."""
-    partial = f'{path}.{os.getpid()}.tmp'
-    with signals_deferred():
+    with signals_deferred(), replacing(path) as partial:
         torch.save(state, partial)
-        os.replace(partial, path)
 
 
 def train_torch(config, build_model, load_data, *, output_dir=None, progress=True, n_parameters=None):
@@ -247,10 +246,8 @@ def train_torch(config, build_model, load_data, *, output_dir=None, progress=Tru
             cifar10 = load_data()
             n_train = cifar10['train'].num_examples
             check_batch_size(c['batch_size'], n_train)
-            if c.get('epochs'):
+            if c.get('epochs'):  # make_scheduler checks the warm-up against this length before the first step
                 c['max_steps'] = math.ceil(c['epochs'] * n_train / c['batch_size'])
-                require(c['warmup_steps'] < c['max_steps'],
-                        f"warmup_steps ({c['warmup_steps']}) must be shorter than the run ({c['max_steps']} steps)")
             history = _train(c, build_model(), cifar10, device=device, output_dir=output_dir,
                              progress=progress and processes.is_main, processes=processes)
         finally:

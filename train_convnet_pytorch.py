@@ -15,7 +15,7 @@ from cli_utils import Switch, parse_settings, run_cli, training_parser
 from convnet_pytorch import ARCHS, ConvNet
 from torch_training import add_torch_flags, train_torch
 from training_utils import accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets) lives here too)
-from training_utils import exit_status, require, run_config
+from training_utils import exit_status, require_choice, run_config
 
 EVAL_BATCH_SIZE = 500  # test-set batches: large, no gradients
 N_CHANNELS, N_CLASSES = cifar10_utils.IMAGE_SHAPE[0], cifar10_utils.N_CLASSES
@@ -44,7 +44,7 @@ def train(*, arch='vgg', learning_rate=1e-4, max_steps=5000, batch_size=32, eval
     (None: nothing written).
     """
     config = run_config(f'convnet_{arch}', locals())
-    require(arch in ARCHS, f'arch must be one of {sorted(ARCHS)}, got {arch!r}')
+    require_choice('arch', arch, ARCHS)
     config['eval_batch_size'] = EVAL_BATCH_SIZE
     return train_torch(config, lambda: ConvNet(N_CHANNELS, N_CLASSES, arch),
                        lambda: data if data is not None else cifar10_utils.get_cifar10(data_dir),

@@ -11,13 +11,14 @@ Writes history.json, CSVs, curves.png and best_model.pt into --output_dir.
 import time
 
 import numpy as np
+import torch
 
 import cifar10_utils
 from cli_utils import hidden_units, parse_settings, positive_float, probability, run_cli, training_parser
 from mlp_pytorch import ACTIVATIONS, INITS, MLP, NORMS
 from torch_training import add_torch_flags, train_torch
 from training_utils import accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets) lives here too)
-from training_utils import exit_status, require, run_config
+from training_utils import SettingsError, exit_status, require, run_config
 from training_utils import hidden_units as parse_hidden_units
 
 N_INPUTS, N_CLASSES = cifar10_utils.IMAGE_SIZE, cifar10_utils.N_CLASSES
@@ -72,12 +73,8 @@ def train(*, dnn_hidden_units='100', learning_rate=1e-3, max_steps=1400, batch_s
     """
     config = run_config('mlp_pytorch', locals())
     hidden = config['dnn_hidden_units'] = parse_hidden_units(dnn_hidden_units)
-    for name, value, choices in (('activation', activation, ACTIVATIONS), ('norm', norm, NORMS), ('init', init, INITS)):
-        require(value in choices, f'{name} must be one of {sorted(choices)}, got {value!r}')
-    require(0 <= dropout < 1, f'dropout must be in [0, 1), got {dropout}')
     require(zca_eps is None or zca_eps > 0, f'zca_eps must be > 0, got {zca_eps}')
     config['eval_batch_size'] = EVAL_BATCH_SIZE
-    sizes = [N_INPUTS, *hidden, N_CLASSES]
 
     def load_data():
         cifar10 = data if data is not None else cifar10_utils.get_cifar10(data_dir)
@@ -92,8 +89,13 @@ def train(*, dnn_hidden_units='100', learning_rate=1e-3, max_steps=1400, batch_s
         return network if network is not None else MLP(N_INPUTS, hidden, N_CLASSES, activation=activation,
                                                        norm=norm, dropout=dropout, init=init)
 
+    try:  # built on the meta device (no memory, no random numbers): the MLP checks its options, and counts
+        with torch.device('meta'):
+            n_parameters = sum(p.numel() for p in build_model().parameters())
+    except ValueError as err:
+        raise SettingsError(str(err)) from None
     return train_torch(config, build_model, load_data, output_dir=output_dir, progress=progress,
-                       n_parameters=sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:])))
+                       n_parameters=n_parameters)
 
 
 def build_parser():

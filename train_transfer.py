@@ -24,7 +24,7 @@ import cifar10_utils
 from cifar10_download import maybe_download
 from cli_utils import Switch, parse_settings, run_cli, training_parser
 from torch_training import add_torch_flags, train_torch
-from training_utils import RunError, exit_status, require, run_config
+from training_utils import RunError, exit_status, require_choice, run_config
 
 MODELS = {'resnet18': (models.resnet18, models.ResNet18_Weights),
           'resnet34': (models.resnet34, models.ResNet34_Weights),
@@ -133,8 +133,8 @@ def train(*, model='resnet18', weights='imagenet', input_mode='stem', freeze=Fal
     """Fine-tune and return the run record. The defaults are the usual fine-tuning recipe: SGD with
     momentum and a cosine schedule. `data`: splits from imagenet_normalized()."""
     config = run_config(f'transfer_{model}', locals())
-    require(model in MODELS, f'model must be one of {sorted(MODELS)}, got {model!r}')
-    require(input_mode in INPUT_MODES, f'input_mode must be one of {INPUT_MODES}, got {input_mode!r}')
+    require_choice('model', model, MODELS)
+    require_choice('input_mode', input_mode, INPUT_MODES)
     config.update(channels_last=None, eval_batch_size=EVAL_BATCH_SIZE)  # None: channels_last on CUDA only
     state = load_weights(model, weights)  # before any data is loaded: a missing file fails at once
     return train_torch(config, lambda: build_model(model, state, input_mode, freeze),

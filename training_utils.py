@@ -64,6 +64,10 @@ def require(condition, message):
         raise SettingsError(message)
 
 
+def require_choice(name, value, choices):
+    require(value in choices, f'{name} must be one of {tuple(choices)}, got {value!r}')
+
+
 def hidden_units(value):
     """'100,50' or [100, 50] -> [100, 50]; '' or [] -> [] (no hidden layer)."""
     if isinstance(value, str):
@@ -116,10 +120,10 @@ def train_loop(train_step, evaluate, history, *, max_steps, eval_freq, progress=
 
     train_step returns the batch loss, a float or a 0-dim tensor: tensors are copied
     to the host only every LOG_EVERY steps, so a GPU never waits on a single step.
-    evaluate returns (test loss, test accuracy) or (test loss, test accuracy, {other metric: value}). The status ends as 'completed',
-    'diverged' (a loss not finite or blown up, see diverged), 'interrupted' (Ctrl-C)
-    or 'failed' (any other exception, kept in history.exception); what was recorded
-    until then is kept.
+    evaluate returns (test loss, test accuracy), optionally with a dict of other test
+    metrics. The status ends as 'completed', 'diverged' (a loss not finite or blown up,
+    see diverged), 'interrupted' (Ctrl-C) or 'failed' (any other exception, kept in
+    history.exception); what was recorded until then is kept.
     """
     from tqdm import tqdm
     pending = []  # losses of steps not yet copied into history

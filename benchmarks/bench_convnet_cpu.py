@@ -10,10 +10,9 @@ import itertools
 import json
 
 import torch
-from torch import nn
 
+from benchmarks.convnet_step import convnet_training_step
 from benchmarks.timing import alternate, benchmark_parser, medians, publish, seconds_per_call
-from convnet_pytorch import ConvNet
 
 BATCH_SIZE = 32
 WARMUP_STEPS = 3
@@ -21,18 +20,8 @@ WARMUP_STEPS = 3
 
 def images_per_second(arch, channels_last, fused, threads, steps):
     torch.set_num_threads(threads)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = ConvNet(3, 10, arch).to(memory_format=memory_format)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused)
-    x = torch.randn(BATCH_SIZE, 3, 32, 32).contiguous(memory_format=memory_format)
-    y = torch.randint(0, 10, (BATCH_SIZE,))
-
-    def step():
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step = convnet_training_step(arch=arch, batch_size=BATCH_SIZE, device=torch.device('cpu'),
+                                 channels_last=channels_last, fused=fused)
     return BATCH_SIZE / seconds_per_call(step, steps, warmup=WARMUP_STEPS)
 
 

@@ -15,13 +15,18 @@ from experiments.records import write_json
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def seconds_per_call(fn, repeats, warmup=1):
-    """Mean wall time of fn() over `repeats` calls, after `warmup` untimed calls."""
+def seconds_per_call(fn, repeats, warmup=1, synchronize=None):
+    """Mean wall time of fn() over `repeats` calls, after `warmup` untimed calls; `synchronize()`, if
+    given, is called before and after the timed calls (a GPU's work is asynchronous)."""
     for _ in range(warmup):
         fn()
+    if synchronize:
+        synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
+    if synchronize:
+        synchronize()
     return (time.perf_counter() - start) / repeats
 
 

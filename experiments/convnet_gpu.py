@@ -17,12 +17,13 @@ import argparse
 import json
 import os
 import statistics
-import time
 
 import torch
 
 import cifar10_utils
 import train_convnet_pytorch
+from benchmarks.convnet_step import convnet_training_step
+from benchmarks.timing import seconds_per_call
 from convnet_pytorch import ConvNet
 from experiments.model_size import macs_per_image
 from torch_training import get_device
@@ -32,50 +33,27 @@ MODES = {'eager': None, 'compile default': 'default', 'compile max-autotune-no-c
          'compile reduce-overhead (CUDA graphs)': 'reduce-overhead'}
 
 
-def synchronize(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
+def synchronizer(device):
+    """What makes the host wait for the device's queued work (nothing on a CPU)."""
+    return (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else None
 
 
 def matmul_tflops(device, size, repeats=10):
     """Measured bf16 (float32 on a CPU) matrix-multiply rate, TFLOP/s, median of `repeats` products."""
     dtype = torch.bfloat16 if device.type == 'cuda' else torch.float32
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    times = []
-    for _ in range(repeats + 2):
-        synchronize(device)
-        start = time.perf_counter()
-        a @ b
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return 2 * size ** 3 / statistics.median(times[2:]) / 1e12
+    seconds = [seconds_per_call(lambda: a @ b, 1, warmup=2 if i == 0 else 0, synchronize=synchronizer(device))
+               for i in range(repeats)]
+    return 2 * size ** 3 / statistics.median(seconds) / 1e12
 
 
 def step_images_per_s(device, batch_size, mode, steps, blocks=5):
-    """Training images/s of the pre-activation net (AdamW, bf16 autocast on CUDA, channels_last) on random data."""
-    model = ConvNet(3, 10, 'preact').to(device, memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
-    forward = model if mode is None else torch.compile(model, mode=mode)
-    x = torch.randn(batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch_size,), device=device)
-
-    def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == 'cuda'):
-            loss = torch.nn.functional.cross_entropy(forward(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(3):  # warm-up: compilation, cuDNN's choices, CUDA graph capture
-        step()
-    rates = []
-    for _ in range(blocks):
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        synchronize(device)
-        rates.append(batch_size * steps / (time.perf_counter() - start))
+    """Training images/s of the pre-activation net (Adam, bf16 autocast on CUDA, channels_last) on random
+    data: the median of `blocks` timed blocks after a warm-up (compilation, cuDNN's choices, CUDA graphs)."""
+    step = convnet_training_step(arch='preact', batch_size=batch_size, device=device, channels_last=True,
+                                 compile_mode=mode)
+    rates = [batch_size / seconds_per_call(step, steps, warmup=3 if i == 0 else 0, synchronize=synchronizer(device))
+             for i in range(blocks)]
     return statistics.median(rates)
 
 
