@@ -134,13 +134,11 @@ def table_runs(runs):
 
 CONVNET_RUNS = [
     ('Table 1 (vgg), defaults', 'convnet_vgg_default',
-     f'python train_convnet_pytorch.py --channels_last {DATA} --output_dir docs/results/convnet_vgg_default'),
+     f'python train_convnet_pytorch.py {DATA} --output_dir docs/results/convnet_vgg_default'),
     ('pre-activation, defaults', 'convnet_preact_default',
-     f'python train_convnet_pytorch.py --arch preact --channels_last {DATA} '
-     '--output_dir docs/results/convnet_preact_default'),
+     f'python train_convnet_pytorch.py --arch preact {DATA} --output_dir docs/results/convnet_preact_default'),
     ('Table 1, --preset cpu', 'convnet_vgg_preset_cpu',
-     f'python train_convnet_pytorch.py --preset cpu --channels_last {DATA} '
-     '--output_dir docs/results/convnet_vgg_preset_cpu'),
+     f'python train_convnet_pytorch.py --preset cpu {DATA} --output_dir docs/results/convnet_vgg_preset_cpu'),
     # GPU runs (device auto picks cuda)
     ('pre-activation, --preset best (60 epochs)', 'convnet_preact_preset_best',
      f'python train_convnet_pytorch.py --preset best {DATA} --output_dir docs/results/convnet_preact_preset_best'),
