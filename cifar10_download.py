@@ -1,5 +1,5 @@
 """Download the official CIFAR-10 archive (or a mirror's copy), verify it, and extract its
-batch files safely.
+batch files safely. The data layer's base: the batch files' names and CIFAR10Error live here.
 
     maybe_download('cifar10/cifar-10-batches-py')   # does nothing when the folder has batch files
 
@@ -18,13 +18,26 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from cifar10_utils import BATCH_FILES, CIFAR10Error, file_md5
-
 CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
 CIFAR10_MD5 = 'c58f30108f718f92721af3b95e74349a'
 ARCHIVE_NAME = 'cifar-10-python.tar.gz'
 ARCHIVE_FOLDER = 'cifar-10-batches-py'  # the one folder inside the archive
 CHUNK = 1 << 20
+TRAIN_FILES = tuple(f'data_batch_{i}' for i in range(1, 6))
+TEST_FILE = 'test_batch'
+BATCH_FILES = TRAIN_FILES + (TEST_FILE,)
+
+
+class CIFAR10Error(RuntimeError):
+    """A problem with the data files; the message says which file and what to do."""
+
+
+def file_md5(path, chunk_size=1 << 22):
+    digest = hashlib.md5()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(chunk_size), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def maybe_download(data_dir, url=None, md5=None):

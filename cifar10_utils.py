@@ -20,11 +20,10 @@ import pickle
 
 import numpy as np
 
+from cifar10_download import BATCH_FILES, TEST_FILE, TRAIN_FILES, CIFAR10Error, file_md5, maybe_download  # noqa: F401
+
 CIFAR10_FOLDER = 'cifar10/cifar-10-batches-py'  # default data_dir, as in the skeleton
 
-TRAIN_FILES = tuple(f'data_batch_{i}' for i in range(1, 6))
-TEST_FILE = 'test_batch'
-BATCH_FILES = TRAIN_FILES + (TEST_FILE,)
 # MD5s of the batch files of the official release (as torchvision's CIFAR10 lists them)
 OFFICIAL_MD5 = {'data_batch_1': 'c99cafc152244af753f735de768cd75f', 'data_batch_2': 'd4bba439e000b95fd0a9bffe97cbabec',
                 'data_batch_3': '54ebc095f3ab1f0389bbae665268c751', 'data_batch_4': '634d18415352ddfa80567beed471001a',
@@ -34,10 +33,6 @@ MAX_BATCH_BYTES = 2 ** 30  # an official batch file is 31 MB: anything this larg
 N_CLASSES = 10
 IMAGE_SHAPE = (3, 32, 32)  # channels first
 IMAGE_SIZE = int(np.prod(IMAGE_SHAPE))  # 3072 values per image in the pickles
-
-
-class CIFAR10Error(RuntimeError):
-    """A problem with the data files; the message says which file and what to do."""
 
 
 # --------------------------------------------------------------------------- safe unpickling
@@ -136,14 +131,6 @@ def load_cifar10_batch(batch_filename):
         _refuse(path, f'has labels outside 0..{N_CLASSES - 1} ({labels.min()}..{labels.max()})')
     # each row holds 1024 red, 1024 green, 1024 blue values: already channels first
     return data.reshape((-1,) + IMAGE_SHAPE), labels.astype(np.int64)
-
-
-def file_md5(path, chunk_size=1 << 22):
-    digest = hashlib.md5()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(chunk_size), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fingerprint_in_background(cifar10_folder):
@@ -282,7 +269,6 @@ def read_data_sets(data_dir, one_hot=True, validation_size=0, download=True):
     training images) and 'test' DataSets, and the files' `source`.
     """
     if download:
-        from cifar10_download import maybe_download  # here, not at the top: cifar10_download imports this module
         maybe_download(data_dir)
     train_raw, train_labels, test_raw, test_labels, source = load_cifar10_files(data_dir)
     if not 0 <= validation_size <= len(train_raw):

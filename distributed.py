@@ -5,6 +5,7 @@ draws and writes. Launched plainly, everything here is a no-op for one process.
 
     torchrun --standalone --nproc_per_node 4 train_convnet_pytorch.py --preset best --data_dir ...
 """
+import contextlib
 import os
 
 import torch
@@ -21,43 +22,32 @@ class Processes:
         self.world_size = int(environ.get('WORLD_SIZE', '1'))
         self.rank = int(environ.get('RANK', '0'))
         self.local_rank = int(environ.get('LOCAL_RANK', '0'))
-        self.started = False
-
-    @property
-    def distributed(self):
-        return self.world_size > 1
-
-    @property
-    def is_main(self):
-        return self.rank == 0
+        self.distributed, self.is_main = self.world_size > 1, self.rank == 0
 
     def device_name(self, name):
         """Each process takes the GPU of its local rank; a CPU run stays on the CPU."""
-        if not self.distributed or name == 'cpu':
-            return name
-        require(name in ('auto', 'cuda'), f'under torchrun, --device must be auto, cuda or cpu (each process '
-                                          f'takes the GPU of its LOCAL_RANK), got {name!r}')
-        if torch.cuda.is_available():
-            return f'cuda:{self.local_rank}'
-        require(name == 'auto', 'device cuda is not available: this machine has no CUDA GPU')
-        return 'cpu'
+        require(not self.distributed or name in ('auto', 'cuda', 'cpu'), f'under torchrun, --device must be auto, '
+                f'cuda or cpu (each process takes the GPU of its LOCAL_RANK), got {name!r}')
+        use_gpu = self.distributed and name != 'cpu' and torch.cuda.is_available()
+        return f'cuda:{self.local_rank}' if use_gpu else name
 
     def check_batch_size(self, batch_size):
         require(batch_size % self.world_size == 0, f'batch_size {batch_size} must be divisible by the '
                                                    f'{self.world_size} processes, which share each step\'s batch')
 
-    def start(self, device):
-        """Join the process group: NCCL between GPUs, gloo between CPU processes."""
-        if self.distributed and not dist.is_initialized():
-            if device.type == 'cuda':
-                torch.cuda.set_device(device)
-            dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
-            self.started = True
-
-    def stop(self):
-        if self.started:
+    @contextlib.contextmanager
+    def joined(self, device):
+        """Inside the block, the processes form one group: NCCL between GPUs, gloo between CPU processes."""
+        if not self.distributed:
+            yield
+            return
+        if device.type == 'cuda':
+            torch.cuda.set_device(device)
+        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+        try:
+            yield
+        finally:
             dist.destroy_process_group()
-            self.started = False
 
     def wrap(self, model, device):
         """The model as DistributedDataParallel (gradients averaged over the processes), or as it is."""
@@ -65,19 +55,27 @@ class Processes:
             return model
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
 
+    def batch_order(self, seed, device):
+        """A generator that draws one batch order for all processes, while each process's own draws
+        (augmentation, dropout) differ from then on; None for one process (torch's own generator)."""
+        if not self.distributed:
+            return None
+        torch.manual_seed(seed + self.rank)
+        return torch.Generator(device=device).manual_seed(seed)
+
     def shard(self, tensor):
         """This process's share of a batch: every world_size-th row, starting at its rank."""
         return tensor[self.rank::self.world_size] if self.distributed else tensor
 
-    def sum_(self, tensor):
+    def sum(self, tensor):
         """Sum a tensor over the processes, in place."""
         if self.distributed:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
-    def mean_(self, tensor):
-        """Average a tensor over the processes, in place."""
-        return self.sum_(tensor).div_(self.world_size) if self.distributed else tensor
+    def mean(self, tensor):
+        """The mean of a tensor over the processes (a new tensor; the same in every process)."""
+        return self.sum(tensor.clone()) / self.world_size if self.distributed else tensor
 
     def share_buffers(self, module):
         """Give every process rank 0's buffers (BatchNorm running statistics): each process

@@ -25,11 +25,10 @@ import numpy as np
 import cifar10_utils
 import train_mlp_numpy
 import train_transfer
-from cli_utils import settings_defaults
 from convnet_pytorch import ConvNet
 from experiments import mlp_sweep, norm_batch_size, tanh_saturation
 from experiments.records import DATA_FLAG as DATA
-from experiments.model_size import macs_per_image, n_parameters, network_of
+from benchmarks.model_size import macs_per_image, n_parameters, network_of
 from experiments.records import RESULTS, ROOT, load_json, markdown_table
 from mlp_pytorch import MLP
 from run_records import plot_curves
@@ -77,7 +76,7 @@ def derived():
         out.update(vgg_train_loss_at_2500=losses[2250:2500].mean(), vgg_train_loss_at_5000=losses[-250:].mean())
     steps, runs = load('bench_step_overhead.json'), load('bench_mlp_numpy_vs_pytorch.json')
     if steps and runs:  # per-step differences over the default run's 1400 steps, against the runs' difference
-        default_steps = settings_defaults(train_mlp_numpy.train)['max_steps']
+        default_steps = train_mlp_numpy.MAX_STEPS
         out.update(framework_overhead_per_run_s=steps['rows'][2]['pytorch_minus_numpy_us'] * default_steps / 1e6,
                    step_difference_per_run_s=-steps['rows'][0]['pytorch_minus_numpy_us'] * default_steps / 1e6,
                    weight_work_saving_us=-steps['rows'][1]['pytorch_minus_numpy_us'],
@@ -303,15 +302,17 @@ def render(draw_figures=False):
     return notice + PLACEHOLDER.sub(fill, template)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--check', action='store_true', help='only compare docs/report.md with the records')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.check:
-        current = pathlib.Path(REPORT).read_text() if os.path.isfile(REPORT) else ''
-        if current != render() or pathlib.Path(README).read_text() != render_readme():
-            sys.exit('docs/report.md or README.md differs from what the records give: run python make_report.py')
-        print('docs/report.md and README.md match the records')
+        stale = [os.path.relpath(path, ROOT) for path, text in ((README, render_readme()), (REPORT, render()))
+                 if not os.path.isfile(path) or pathlib.Path(path).read_text() != text]
+        if stale:
+            sys.exit(f"{' and '.join(stale)} differ{'s' if len(stale) == 1 else ''} from what the records give: "
+                     'run python make_report.py')
+        print('README.md and docs/report.md match the records')
         return
     text = render(draw_figures=True)
     with open(REPORT, 'w') as f:

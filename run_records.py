@@ -1,7 +1,18 @@
-"""A run's record and its files: History (config, losses, evaluations, status), saved as
-strict JSON, two CSVs and a curves PNG into an output folder that the run holds locked.
+"""A training run's record, kept safe whatever happens to the run. NumPy-only: no torch.
 
-NumPy-only (and matplotlib for the curves): never torch.
+    with RunRecord(output_dir, config) as run:              # creates and locks output_dir
+        ...                                                  # load the data, build the model
+        run.start(max_steps, eval_freq, data=cifar10.source)
+        for step in range(1, max_steps + 1):
+            ...                                              # one training step
+            run.log(step, loss, accuracy)                    # raises Diverged if the loss runs away
+            if step % eval_freq == 0 or step == max_steps:
+                run.evaluate(step, test_loss, test_accuracy)  # the record is saved at once
+    return run.record
+
+Leaving the block ends the run as 'completed', 'interrupted' (Ctrl-C, SIGTERM), 'diverged' or
+'failed' (any other exception, raised again as RunFailed); the record is saved every time, whole
+(Ctrl-C waits): history.json (strict JSON), train.csv, test.csv, curves.png.
 """
 import contextlib
 import csv
@@ -18,29 +29,177 @@ import time
 
 import numpy as np
 from matplotlib.figure import Figure  # a figure without pyplot: saving one changes no backend or global state
+from tqdm import tqdm
+
+from training_utils import RunError, RunFailed, SettingsError
 
 try:
     import fcntl  # POSIX file locks
-except ImportError:  # Windows
+except ImportError:  # Windows: runs are not locked
     fcntl = None
-    import msvcrt
 
-from training_utils import RunError, SettingsError
-
-LOSS_DECIMALS = 6  # per-step losses to 6 decimals: ample for curves, and long runs keep small records
+LOG_EVERY = 50  # steps between reads of the losses (one host sync each on a GPU) and divergence checks
+DIVERGENCE_FACTOR = 10  # a mean loss this many times the first one (at least 1) means divergence
+DECIMALS = 6  # per-step numbers to 6 decimals: ample for curves, and long runs keep small records
 LOCK_NAME = '.run.lock'
 
 
-def environment():
-    """Versions and machine facts saved with every run."""
-    info = {'python': platform.python_version(), 'numpy': np.__version__,
-            'platform': platform.platform(), 'cpu_count': os.cpu_count(),
-            'date': time.strftime('%Y-%m-%d %H:%M:%S')}
-    if 'torch' in sys.modules:  # recorded when the run uses torch, never imported for it
-        torch = sys.modules['torch']
-        info.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                    cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
-    return info
+class Diverged(Exception):
+    """The training loss is not finite or has run away: the run stops with status 'diverged'."""
+
+
+class RunRecord:
+    """Config, data source, per-step training loss and accuracy, test evaluations and status of a run.
+    output_dir None: kept in memory only; silent: print nothing (a data-parallel run's other processes)."""
+
+    def __init__(self, output_dir, config, *, progress=True, silent=False, environment=None):
+        self.output_dir, self.config, self.progress, self.silent = output_dir, dict(config), progress, silent
+        self.environment = {'python': platform.python_version(), 'numpy': np.__version__,
+                            'platform': platform.platform(), 'cpu_count': os.cpu_count(),
+                            'date': time.strftime('%Y-%m-%d %H:%M:%S'), **(environment or {})}
+        self.data = None  # which files the run read (cifar10_utils.DataSplits.source)
+        self.train = {'step': [], 'loss': [], 'accuracy': []}
+        self.test = {'step': [], 'loss': [], 'accuracy': []}
+        self.status, self.error, self.time_s, self.eval_time_s = 'running', None, 0.0, 0.0
+        self.improved = False  # the last evaluation is the best so far
+        self._pending, self._bar, self._lock = [], None, None  # _pending: (step, loss, accuracy) not read yet
+
+    def __enter__(self):
+        """Create and lock the output folder (the lock goes with the process, however it ends)."""
+        path = self.output_dir
+        if path:
+            self._created = not os.path.exists(path)
+            try:
+                os.makedirs(path, exist_ok=True)
+                self._lock = open(os.path.join(path, LOCK_NAME), 'a+')
+            except (FileExistsError, NotADirectoryError):
+                raise SettingsError(f"--output_dir '{path}' is a file or lies under one; choose a folder path") from None
+            except OSError as err:
+                raise SettingsError(f"--output_dir '{path}' cannot be written ({err.strerror}); "
+                                    'choose a writable folder') from None
+            try:
+                if fcntl:
+                    fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                self._lock.close()
+                raise RunError(f"--output_dir '{path}' is in use by another run; wait for it to end or choose "
+                               'another folder') from None
+        return self
+
+    def start(self, max_steps, eval_freq, data=None):
+        """Training begins: the clock and the progress bar start."""
+        self.max_steps, self.eval_freq, self.data = max_steps, eval_freq, data
+        self._bar = tqdm(total=max_steps, desc=self.config.get('name'), disable=None if self.progress else True,
+                         file=sys.stderr, dynamic_ncols=True)
+        self._start = self._mark = time.perf_counter()
+
+    def log(self, step, loss, accuracy=None):
+        """A step's batch loss and accuracy: floats or 0-dim tensors, read (float()) only every LOG_EVERY
+        steps and before evaluations, so a GPU never waits on a single step."""
+        self._pending.append((step, loss, accuracy))
+        self._bar.update()
+        if step % LOG_EVERY == 0 or step % self.eval_freq == 0 or step == self.max_steps:
+            self._read_pending()
+            self._mark = time.perf_counter()
+
+    def _read_pending(self):
+        for step, loss, accuracy in self._pending:
+            self.train['step'].append(step)
+            self.train['loss'].append(float(loss))
+            self.train['accuracy'].append(None if accuracy is None else float(accuracy))
+        self._pending, recent, first = [], self.train['loss'][-LOG_EVERY:], self.train['loss'][0]
+        self._bar.set_postfix(loss=f'{np.mean(recent):.3f}', refresh=False)
+        if not all(math.isfinite(loss) for loss in recent):
+            raise Diverged(f"the training loss was not finite by step {self.train['step'][-1]} (stored as null)")
+        if np.mean(recent) > DIVERGENCE_FACTOR * max(first, 1.0):  # clipped NumPy probabilities keep it finite
+            raise Diverged(f"the mean training loss {np.mean(recent):.3g} by step {self.train['step'][-1]} exceeds "
+                           f'{DIVERGENCE_FACTOR} x the first loss {first:.3g}')
+
+    def evaluate(self, step, loss, accuracy, more=None):
+        """Record a test evaluation (more: other metrics by name, e.g. accuracy_tta) and save the record."""
+        self.improved = accuracy > max(self.test['accuracy'], default=-1.0)
+        for name, value in dict(step=step, loss=loss, accuracy=accuracy, **(more or {})).items():
+            self.test.setdefault(name, []).append(value if name == 'step' else float(value))
+        if self.output_dir and step < self.max_steps:  # the last one is saved when the run ends
+            self.time_s = time.perf_counter() - self._start
+            self.save(plot=False)
+        if self.progress:
+            self._bar.write(f'step {step:>6}/{self.max_steps}: train loss {np.mean(self.train["loss"][-LOG_EVERY:]):.4f}'
+                            f'  test loss {loss:.4f}  test accuracy {accuracy:.4f}', file=sys.stderr)
+        now = time.perf_counter()
+        self.eval_time_s, self._mark = self.eval_time_s + now - self._mark, now
+
+    def __exit__(self, kind, error, traceback):
+        if self._bar is None:  # stopped before training began (bad settings, no data): nothing to record
+            self._release()
+            return False
+        self._bar.close()
+        if kind is None:
+            self.status = 'completed'
+        elif issubclass(kind, Diverged):
+            self.status, self.error = 'diverged', str(error)
+        elif issubclass(kind, Exception):
+            self.status, self.error = 'failed', f'{kind.__name__}: {error}'
+        else:  # KeyboardInterrupt: Ctrl-C or SIGTERM
+            self.status = 'interrupted'
+        with contextlib.suppress(Exception):
+            self._read_pending()  # the steps since the last read (a divergence among them changes nothing now)
+        self.time_s = time.perf_counter() - self._start
+        if self.output_dir:
+            self.save()
+        self._release()
+        where, s = f'; record saved in {self.output_dir}' if self.output_dir else '', self.summary()
+        line = f"{self.config.get('name', 'run')}: run {self.status} after step {s['steps']}"
+        if self.status == 'failed':
+            raise RunFailed(f'{line} ({self.error}){where}') from error
+        if not self.silent and self.status != 'completed':
+            print(line + (f': {self.error}' if self.error else '') + where, file=sys.stderr)
+        elif not self.silent and self.progress and s['final_test_accuracy'] is not None:
+            print(f"final test accuracy {s['final_test_accuracy']:.4f} (best {s['best_test_accuracy']:.4f} at step "
+                  f"{s['best_step']}), {s['time_s']:.1f} s" + (f'; saved to {self.output_dir}' if where else ''))
+        return kind is not None and issubclass(kind, (KeyboardInterrupt, Diverged))
+
+    def _release(self):
+        """Unlock the folder; one this run created and left empty (it stopped before writing) goes too."""
+        if self._lock is not None:
+            self._lock.close()
+            if self._created and os.listdir(self.output_dir) == [LOCK_NAME]:
+                os.remove(os.path.join(self.output_dir, LOCK_NAME))
+                os.rmdir(self.output_dir)
+
+    def summary(self):
+        acc, steps = self.test['accuracy'], self.train['step'][-1] if self.train['step'] else 0
+        best, train_time = int(np.argmax(acc)) if acc else None, self.time_s - self.eval_time_s
+        return {'status': self.status, 'error': self.error, 'steps': steps,
+                'final_test_accuracy': acc[-1] if acc else None,
+                'final_test_loss': finite_or_none(self.test['loss'][-1]) if acc else None,
+                'best_test_accuracy': acc[best] if acc else None, 'best_step': self.test['step'][best] if acc else None,
+                'time_s': round(self.time_s, 3), 'eval_time_s': round(self.eval_time_s, 3),
+                'train_images_per_s': round(steps * self.config['batch_size'] / train_time, 1) if steps else None,
+                **{f'final_test_{name}': values[-1] for name, values in self.test.items()
+                   if name not in ('step', 'loss', 'accuracy') and values}}
+
+    @property
+    def record(self):
+        """The record as plain data, as history.json holds it."""
+        train = {key: [finite_or_none(v if key == 'step' or v is None else round(v, DECIMALS)) for v in values]
+                 for key, values in self.train.items()}
+        test = {key: [finite_or_none(v) for v in values] for key, values in self.test.items()}
+        return {'config': self.config, 'data': self.data, 'summary': self.summary(), 'train': train, 'test': test,
+                'environment': self.environment}
+
+    def save(self, plot=True):
+        """Write history.json, train.csv, test.csv and (if plot) curves.png; Ctrl-C waits until all are written."""
+        record = self.record
+        with signals_deferred():
+            write_atomically(os.path.join(self.output_dir, 'history.json'), record_json(record))
+            for split in ('train', 'test'):
+                text = io.StringIO()
+                csv.writer(text).writerows([list(record[split]), *zip(*record[split].values())])  # None: empty cell
+                write_atomically(os.path.join(self.output_dir, f'{split}.csv'), text.getvalue())
+            if plot:
+                with replacing(os.path.join(self.output_dir, 'curves.png')) as partial:
+                    plot_curves(record, partial)
 
 
 def finite_or_none(value):
@@ -61,8 +220,7 @@ def signals_deferred():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught = []
-    signals = [signal.SIGINT, signal.SIGTERM]
+    caught, signals = [], (signal.SIGINT, signal.SIGTERM)
     previous = [signal.signal(number, lambda number, frame: caught.append(number)) for number in signals]
     try:
         yield
@@ -75,8 +233,7 @@ def signals_deferred():
 
 @contextlib.contextmanager
 def replacing(path):
-    """A temporary path of this process beside `path`, moved onto `path` when the block has written it:
-    readers never see half a file."""
+    """A temporary path beside `path`, moved onto it once the block has written it: never half a file."""
     partial = f'{path}.{os.getpid()}.tmp'
     yield partial
     os.replace(partial, path)
@@ -87,189 +244,31 @@ def write_atomically(path, text):
         f.write(text)
 
 
-class History:
-    """Everything a run records: its config, the data it used, train losses, test evaluations, status."""
-
-    def __init__(self, config, data_source=None):
-        self.config = dict(config)
-        self.data_source = data_source  # which files the run read (cifar10_utils.DataSplits.source)
-        self.train = {'step': [], 'loss': []}
-        self.test = {'step': [], 'loss': [], 'accuracy': []}
-        self.status = 'running'
-        self.error = None  # why a run failed or diverged
-        self.exception = None  # what made it fail (not saved)
-        self.time_s = 0.0  # wall time of all steps and evaluations
-        self.eval_time_s = 0.0
-        self.extra = {}  # script-specific numbers for the summary (throughput, world size, ...)
-        self.reduce_losses = None  # applied to each chunk of torch losses before it is recorded
-
-    @property
-    def steps(self):
-        return self.train['step'][-1] if self.train['step'] else 0
-
-    def add_train(self, losses):
-        """Record the losses of the steps after the last recorded one."""
-        if losses and hasattr(losses[0], 'detach'):  # torch tensors: one host copy for the whole chunk
-            stacked = sys.modules['torch'].stack(losses).float()
-            losses = (self.reduce_losses(stacked) if self.reduce_losses else stacked).cpu().tolist()
-        first = self.steps + 1
-        self.train['step'].extend(range(first, first + len(losses)))
-        self.train['loss'].extend(float(loss) for loss in losses)
-
-    def add_eval(self, step, loss, acc, more=None):
-        """Record an evaluation; `more`: other test metrics by name (e.g. accuracy with test-time augmentation)."""
-        self.test['step'].append(step)
-        self.test['loss'].append(float(loss))
-        self.test['accuracy'].append(float(acc))
-        for name, value in (more or {}).items():
-            self.test.setdefault(name, []).append(float(value))
-
-    def summary(self):
-        acc = self.test['accuracy']
-        best = int(np.nanargmax(acc)) if acc and not np.isnan(acc).all() else None
-        return {
-            'status': self.status,
-            'error': self.error,
-            'steps': self.steps,
-            'final_test_accuracy': finite_or_none(acc[-1]) if acc else None,
-            'final_test_loss': finite_or_none(self.test['loss'][-1]) if acc else None,
-            'best_test_accuracy': acc[best] if best is not None else None,
-            'best_step': self.test['step'][best] if best is not None else None,
-            'time_s': round(self.time_s, 3),
-            'eval_time_s': round(self.eval_time_s, 3),
-            **{f'final_test_{name}': finite_or_none(values[-1]) for name, values in self.test.items()
-               if name not in ('step', 'loss', 'accuracy') and values},
-            **self.extra,
-        }
-
-    def to_dict(self):
-        train = {'step': self.train['step'],
-                 'loss': [finite_or_none(round(loss, LOSS_DECIMALS)) for loss in self.train['loss']]}
-        test = {key: [finite_or_none(v) for v in values] if key != 'step' else values
-                for key, values in self.test.items()}
-        return {'config': self.config, 'data': self.data_source, 'summary': self.summary(), 'train': train,
-                'test': test, 'environment': environment()}
-
-    def save(self, output_dir, plot=True):
-        """Write history.json, train.csv, test.csv and (if plot) curves.png; Ctrl-C waits until all are written."""
-        record = self.to_dict()
-        with signals_deferred():
-            write_atomically(os.path.join(output_dir, 'history.json'), record_json(record))
-            for split in ('train', 'test'):
-                text = io.StringIO()
-                writer = csv.writer(text)
-                writer.writerow(record[split])
-                writer.writerows(zip(*record[split].values()))  # None (a non-finite number) as an empty cell
-                write_atomically(os.path.join(output_dir, f'{split}.csv'), text.getvalue())
-            if plot:
-                plot_curves(record, os.path.join(output_dir, 'curves.png'))
-        return record
-
-
-# --------------------------------------------------------------------------- the output folder
-
-class OutputFolder:
-    """An output folder held by one run: created and checked before any work, locked for the run.
-
-    A second run pointed at the same folder is refused (RunError) instead of mixing its
-    files with the first's; the lock is released when the process ends, however it ends.
-    A path that is a file, lies under a file or cannot be written raises SettingsError.
-    A folder this run created and left empty (it stopped before writing anything) is removed.
-    """
-
-    def __init__(self, path):
-        self.path = path
-        self._lock_file = None
-        self._created = False
-
-    def __enter__(self):
-        self._created = not os.path.exists(self.path)
-        try:
-            os.makedirs(self.path, exist_ok=True)
-            self._lock_file = open(os.path.join(self.path, LOCK_NAME), 'a+')
-        except (FileExistsError, NotADirectoryError):
-            raise SettingsError(f"--output_dir '{self.path}' is a file or lies under one; "
-                                'choose a folder path') from None
-        except OSError as err:
-            raise SettingsError(f"--output_dir '{self.path}' cannot be written ({err.strerror}); "
-                                'choose a writable folder') from None
-        if not _try_lock(self._lock_file):
-            self._lock_file.close()
-            raise RunError(f"--output_dir '{self.path}' is in use by another run; wait for it to end or "
-                           'choose another folder')
-        return self
-
-    def __exit__(self, *exc):
-        self._lock_file.close()  # closing releases the lock
-        if self._created and os.listdir(self.path) == [LOCK_NAME]:
-            os.remove(os.path.join(self.path, LOCK_NAME))
-            os.rmdir(self.path)
-
-
-def _try_lock(f):
-    """Take an exclusive lock on the open file f without waiting; False if another process holds it."""
-    try:
-        if fcntl is not None:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:
-            f.seek(0)
-            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
-        return True
-    except OSError:
-        return False
-
-
-# --------------------------------------------------------------------------- curves
-
 def plot_curves(record, path, title=None):
-    """Loss (train and test) and test accuracy against step, drawn from a run record."""
+    """Loss and accuracy against step, drawn from a run record into a PNG file."""
     fig = Figure(figsize=(11, 4))
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    draw_curves(record, ax_loss, ax_acc)
+    draw_curves(record, *fig.subplots(1, 2))
     fig.suptitle(title or record['config'].get('name', ''))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format='png')
 
 
 def draw_curves(record, ax_loss, ax_acc, label=''):
-    """Draw a record's loss and accuracy curves into two matplotlib axes; `label` names the run in the legends."""
-    train, test, summary = record['train'], record['test'], record['summary']
-    steps, losses = np.asarray(train['step']), np.asarray(train['loss'], dtype=np.float64)  # None -> NaN
-    finite = np.isfinite(losses)  # a diverged run ends in NaN: draw what came before
-    prefix = f'{label}: ' if label else ''
-    train_label, test_label = loss_labels(record['config'])
-    if finite.any():
-        line, = ax_loss.plot(steps[finite], smooth(losses[finite]), label=prefix + train_label)
-        ax_loss.plot(steps[finite], losses[finite], color=line.get_color(), alpha=0.2, lw=0.8)
-    ax_loss.plot(test['step'], np.asarray(test['loss'], dtype=np.float64), 'o-', ms=3, label=prefix + test_label)
-    ax_loss.set(xlabel='step', ylabel='loss', title='loss')
-    ax_loss.legend(fontsize='small')
-    ax_acc.plot(test['step'], np.asarray(test['accuracy'], dtype=np.float64), 'o-', ms=3, label=f'{prefix}test')
-    ax_acc.set(xlabel='step', ylabel='test accuracy', title='test accuracy')
-    if summary['final_test_accuracy'] is not None and not label:
-        ax_acc.annotate(f"final {summary['final_test_accuracy']:.4f}\nbest {summary['best_test_accuracy']:.4f}",
-                        xy=(0.98, 0.04), xycoords='axes fraction', ha='right', va='bottom')
-    if label:
-        ax_acc.legend(fontsize='small')
-    for ax in (ax_loss, ax_acc):
+    """A record's loss and accuracy in two matplotlib axes; `label` names the run in the legends. Training:
+    each batch's value (faint; in training mode, on the batch as trained) and their moving average
+    over 2% of the run; test: the eval-mode network on the whole test set at each evaluation."""
+    config, train, test, name = record['config'], record['train'], record['test'], f'{label}: ' if label else ''
+    as_trained = ([f"label smoothing {config['label_smoothing']}"] if config.get('label_smoothing') else []) + (
+        ['augmented'] if config.get('augment') else [])
+    for ax, key in ((ax_loss, 'loss'), (ax_acc, 'accuracy')):
+        values = np.asarray(train.get(key, []), dtype=np.float64)  # None (a diverged loss) -> NaN: drawn up to it
+        steps, finite = np.asarray(train['step'])[:len(values)], np.isfinite(values)
+        n, window = finite.sum(), max(1, finite.sum() // 50)
+        if n:
+            average = np.convolve(values[finite], np.ones(window))[:n] / np.minimum(np.arange(1, n + 1), window)
+            line, = ax.plot(steps[finite], average, label=f'{name}train' + (f" ({', '.join(as_trained)})" * bool(as_trained)))
+            ax.plot(steps[finite], values[finite], color=line.get_color(), alpha=0.2, lw=0.8)
+        ax.plot(test['step'], np.asarray(test[key], dtype=np.float64), 'o-', ms=3, label=f'{name}test')
+        ax.set(xlabel='step', ylabel=key, title=key)
         ax.grid(alpha=0.3)
-
-
-def loss_labels(config):
-    """What the two loss curves measure. The training loss is each batch's, in training mode (dropout,
-    batch statistics), on augmented images if the run augments, with label smoothing if it smooths;
-    the test loss is the plain cross-entropy of the eval-mode network on the test images."""
-    extras = [f"label smoothing {config['label_smoothing']}"] if config.get('label_smoothing') else []
-    extras += ['augmented'] if config.get('augment') else []
-    train = 'train: cross-entropy' + (f" ({', '.join(extras)})" if extras else '') + ', per batch, smoothed'
-    return train, 'test: cross-entropy, eval mode'
-
-
-def smooth(values, window=None):
-    """Trailing moving average (window ~2% of the run, at least 1 step)."""
-    values = np.asarray(values, dtype=np.float64)
-    window = window or max(1, len(values) // 50)
-    cumsum = np.concatenate([[0.0], np.cumsum(values)])
-    idx = np.arange(1, len(values) + 1)
-    lo = np.maximum(0, idx - window)
-    return (cumsum[idx] - cumsum[lo]) / (idx - lo)
+        ax.legend(fontsize='small')

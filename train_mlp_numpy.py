@@ -6,19 +6,24 @@
 Writes history.json (config + every recorded number), train.csv, test.csv and
 curves.png into --output_dir. From Python: `record = train(max_steps=500)`.
 """
-import contextlib
-
 import numpy as np
 
 import cifar10_utils
-from cli_utils import hidden_units, parse_settings, run_cli, training_parser
+from cli_utils import ArgumentParser, add_run_flags, flag, run_cli
 from mlp_numpy import MLP
 from modules import CrossEntropyModule
-from run_records import History, OutputFolder
-from training_utils import accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets) lives here too)
-from training_utils import (check_batch_size, check_fits_in_memory, check_run_settings, exit_status, finish,
-                            physical_memory_bytes, run_config, set_seed, train_loop)
-from training_utils import hidden_units as parse_hidden_units
+from run_records import RunRecord
+from training_utils import accuracy, check_batch_size, check_fits_in_memory, check_run_settings, exit_status, hidden_units
+
+# Settings: each flag's default, written once (the assignment's); train() takes the same names
+DNN_HIDDEN_UNITS = '100'  # comma-separated widths; '' for no hidden layer
+LEARNING_RATE = 1e-3
+MAX_STEPS = 1400
+BATCH_SIZE = 200
+EVAL_FREQ = 100
+SEED = 42
+DATA_DIR = cifar10_utils.CIFAR10_FOLDER
+OUTPUT_DIR = 'runs/mlp_numpy'
 
 DTYPE = np.float32  # training precision; the gradient checks use float64
 BYTES_PER_PARAMETER = 16  # float64 draw at initialisation, float32 weight and gradient
@@ -30,55 +35,56 @@ def evaluate(model, loss_module, images, labels):
     return loss_module.forward(probs, labels), accuracy(probs, labels)
 
 
-def train(*, dnn_hidden_units='100', learning_rate=1e-3, max_steps=1400, batch_size=200, eval_freq=100, seed=42,
-          data_dir=cifar10_utils.CIFAR10_FOLDER, output_dir=None, progress=True, data=None):
+def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max_steps=MAX_STEPS,
+          batch_size=BATCH_SIZE, eval_freq=EVAL_FREQ, seed=SEED, data_dir=DATA_DIR, output_dir=None, progress=True,
+          data=None):
     """Train an MLP with plain SGD and return its record (config, train/test curves, summary).
 
-    The defaults are the assignment's. `dnn_hidden_units`: '100,50' or [100, 50].
-    `data`: already loaded get_cifar10() splits (else loaded from data_dir).
-    `output_dir`: where to save the record and curves (None: nothing written).
+    `dnn_hidden_units`: '100,50' or [100, 50]. `data`: already loaded get_cifar10() splits (else
+    loaded from data_dir). `output_dir`: where to save the record and curves (None: nothing written).
     """
-    config = run_config('mlp_numpy', locals())
     check_run_settings(max_steps=max_steps, batch_size=batch_size, eval_freq=eval_freq, learning_rate=learning_rate,
                        seed=seed)
-    hidden = config['dnn_hidden_units'] = parse_hidden_units(dnn_hidden_units)
+    hidden = hidden_units(dnn_hidden_units)
     sizes = [cifar10_utils.IMAGE_SIZE, *hidden, cifar10_utils.N_CLASSES]
     n_parameters = sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
-    check_fits_in_memory(n_parameters * BYTES_PER_PARAMETER, physical_memory_bytes(), 'this machine')
-    with OutputFolder(output_dir) if output_dir else contextlib.nullcontext():
-        set_seed(seed)
+    check_fits_in_memory(n_parameters * BYTES_PER_PARAMETER, 'this machine')
+    config = dict(name='mlp_numpy', dnn_hidden_units=hidden, learning_rate=learning_rate, max_steps=max_steps,
+                  batch_size=batch_size, eval_freq=eval_freq, seed=seed, data_dir=data_dir)
+    with RunRecord(output_dir, config, progress=progress) as run:
+        np.random.seed(seed)  # as the skeleton: the weights and the batch order follow from it
         cifar10 = data if data is not None else cifar10_utils.get_cifar10(data_dir)
         check_batch_size(batch_size, cifar10['train'].num_examples)
         # a fresh batch iterator: runs with the same seed see the same batches, even on shared `data`
         train_set = cifar10_utils.DataSet(cifar10['train'].images, cifar10['train'].labels)
         test_images = cifar10['test'].images.reshape(cifar10['test'].num_examples, -1)  # [N, 3072]
-        test_labels = cifar10['test'].labels
         model = MLP(sizes[0], hidden, sizes[-1], dtype=DTYPE, input_grad=False)
         loss_module = CrossEntropyModule()
 
-        def train_step(step):
-            x, y = train_set.next_batch(batch_size)
-            probs = model.forward(x.reshape(batch_size, -1))
+        run.start(max_steps, eval_freq, data=getattr(cifar10, 'source', None))
+        for step in range(1, max_steps + 1):
+            x, y = train_set.next_batch(batch_size)  # [B, 3, 32, 32], one-hot [B, 10]
+            probs = model.forward(x.reshape(batch_size, -1))  # [B, 3072] -> [B, 10]
             loss = loss_module.forward(probs, y)
-            model.backward(loss_module.backward(probs, y))
-            for param, grad in model.parameters():
+            model.backward(loss_module.backward(probs, y))  # every module fills its grads
+            for param, grad in model.parameters():  # the SGD update, in place
                 param -= learning_rate * grad
-            return loss
-
-        history = History(config, data_source=getattr(cifar10, 'source', None))
-        train_loop(train_step, lambda: evaluate(model, loss_module, test_images, test_labels), history,
-                   max_steps=max_steps, eval_freq=eval_freq, progress=progress, desc='mlp_numpy', save_dir=output_dir)
-        return finish(history, output_dir, progress)
+            run.log(step, loss, accuracy(probs, y))
+            if step % eval_freq == 0 or step == max_steps:
+                run.evaluate(step, *evaluate(model, loss_module, test_images, cifar10['test'].labels))
+    return run.record
 
 
 def build_parser():
-    parser = training_parser(__doc__, train, __file__)
-    parser.add_argument('--dnn_hidden_units', type=hidden_units, help="comma-separated hidden layer widths ('' for none)")
+    parser = ArgumentParser(__doc__)
+    flag(parser, '--dnn_hidden_units', DNN_HIDDEN_UNITS, "comma-separated hidden layer widths ('' for none)")
+    add_run_flags(parser, learning_rate=LEARNING_RATE, max_steps=MAX_STEPS, batch_size=BATCH_SIZE, eval_freq=EVAL_FREQ,
+                  seed=SEED, data_dir=DATA_DIR, output_dir=OUTPUT_DIR)
     return parser
 
 
 def main(argv=None):
-    return exit_status(train(**parse_settings(build_parser(), argv=argv)))
+    return exit_status(train(**vars(build_parser().parse_args(argv))))
 
 
 if __name__ == '__main__':

@@ -8,25 +8,40 @@ optimizer, weight decay, learning-rate schedule, label smoothing, augmentation,
 activation, normalization, dropout, init, ZCA whitening, length in epochs, device.
 Writes history.json, CSVs, curves.png and best_model.pt into --output_dir.
 """
+import math
 import time
 
 import numpy as np
 import torch
+from torch.optim import swa_utils
 
 import cifar10_utils
-from cli_utils import hidden_units, parse_settings, positive_float, probability, run_cli, training_parser
+from cli_utils import ArgumentParser, add_run_flags, add_torch_flags, flag, run_cli, with_preset
+from distributed import Processes
 from mlp_pytorch import ACTIVATIONS, INITS, MLP, NORMS
-from torch_training import add_torch_flags, train_torch
+from run_records import RunRecord
+from torch_training import (TensorBatches, check_memory, environment, evaluate, get_device,
+                            make_optimizer, make_scheduler, random_crop_flip, save_best, to_tensors)
+from train_mlp_numpy import BATCH_SIZE, DATA_DIR, DNN_HIDDEN_UNITS, EVAL_FREQ, LEARNING_RATE, MAX_STEPS, SEED
 from training_utils import accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets) lives here too)
-from training_utils import SettingsError, exit_status, require, run_config
-from training_utils import hidden_units as parse_hidden_units
+from training_utils import (SettingsError, check_batch_size, check_run_settings, check_torch_settings, check_warmup,
+                            exit_status, hidden_units, is_number, require)
+
+# Settings: each flag's default, written once; train() takes the same names. The assignment's flags have the
+# NumPy script's defaults (the same network and training): DNN_HIDDEN_UNITS, LEARNING_RATE, MAX_STEPS (unless
+# --epochs), BATCH_SIZE, EVAL_FREQ, SEED, DATA_DIR come from train_mlp_numpy.py.
+OUTPUT_DIR = 'runs/mlp_pytorch'
+ACTIVATION, NORM, DROPOUT, INIT = 'elu', 'none', 0.0, 'assignment'  # the assignment's network
+OPTIMIZER, MOMENTUM, WEIGHT_DECAY = 'sgd', 0.9, 0.0  # plain SGD; momentum only for 'momentum' and 'nesterov'
+SCHEDULER, WARMUP_STEPS, LABEL_SMOOTHING, AUGMENT = 'none', 0, 0.0, False
+ZCA_EPS, EMA_DECAY, TTA, DEVICE = None, None, False, 'auto'  # no whitening, no weight averaging, no flip TTA
 
 N_INPUTS, N_CLASSES = cifar10_utils.IMAGE_SIZE, cifar10_utils.N_CLASSES
 EVAL_BATCH_SIZE = 10000  # the whole test set in one product, as the NumPy script does: fewer, larger products
 PIXEL_MAX = 255.0  # ZCA works on pixels scaled to [0, 1]
 
 # Recorded configurations: flag values applied by --preset NAME (flags given still win).
-# 'best' comes from experiments/mlp_sweep.py (docs/mlp_sweep.md).
+# 'best' comes from experiments/mlp_sweep.py (docs/report.md, question 2.1).
 PRESETS = {
     'best': dict(dnn_hidden_units='1024,1024', activation='gelu', norm='batchnorm', dropout=0.1, init='kaiming',
                  optimizer='adamw', learning_rate=1e-3, weight_decay=0.05, scheduler='onecycle',
@@ -58,63 +73,113 @@ def zca_whiten(cifar10, eps):
     return whitened
 
 
-def train(*, dnn_hidden_units='100', learning_rate=1e-3, max_steps=1400, batch_size=200, eval_freq=100, seed=42,
-          data_dir=cifar10_utils.CIFAR10_FOLDER, activation='elu', norm='none', dropout=0.0, init='assignment',
-          optimizer='sgd', momentum=0.9, weight_decay=0.0, scheduler='none', warmup_steps=0, label_smoothing=0.0,
-          augment=False, zca_eps=None, ema_decay=None, tta=False, epochs=None, device='auto', output_dir=None,
-          progress=True, data=None, network=None):
+def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max_steps=None, batch_size=BATCH_SIZE,
+          eval_freq=EVAL_FREQ, seed=SEED, data_dir=DATA_DIR, activation=ACTIVATION, norm=NORM, dropout=DROPOUT,
+          init=INIT, optimizer=OPTIMIZER, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, scheduler=SCHEDULER,
+          warmup_steps=WARMUP_STEPS, label_smoothing=LABEL_SMOOTHING, augment=AUGMENT, zca_eps=ZCA_EPS,
+          ema_decay=EMA_DECAY, tta=TTA, epochs=None, device=DEVICE, output_dir=None, progress=True, data=None,
+          network=None):
     """Train an MLP and return its record (config, curves, summary). The defaults are the NumPy script's.
 
-    `zca_eps`: if given, ZCA-whiten the images first (see zca_whiten). `epochs`: if given,
-    train this many epochs instead of max_steps. `data`: already loaded get_cifar10()
-    splits. `output_dir`: where the record, curves and best_model.pt go (None: nothing
-    written). `network`: train this MLP (built by the caller, who can then inspect it)
-    instead of building one from the settings.
+    The run lasts max_steps (MAX_STEPS if neither is given) or `epochs`. `zca_eps`: if given,
+    ZCA-whiten the images first (see zca_whiten). `data`: already loaded get_cifar10() splits.
+    `output_dir`: where the record, curves and best_model.pt go (None: nothing written).
+    `network`: train this MLP (built by the caller, who can then inspect it) instead of one
+    built from the settings. Under torchrun the run is data-parallel (distributed.py).
     """
-    config = run_config('mlp_pytorch', locals())
-    hidden = config['dnn_hidden_units'] = parse_hidden_units(dnn_hidden_units)
-    require(zca_eps is None or zca_eps > 0, f'zca_eps must be > 0, got {zca_eps}')
-    config['eval_batch_size'] = EVAL_BATCH_SIZE
-
-    def load_data():
-        cifar10 = data if data is not None else cifar10_utils.get_cifar10(data_dir)
-        if zca_eps is None:
-            return cifar10
-        start = time.perf_counter()
-        cifar10 = zca_whiten(cifar10, zca_eps)
-        config['preprocess_s'] = round(time.perf_counter() - start, 2)  # not part of the run's time_s
-        return cifar10
-
-    def build_model():
-        return network if network is not None else MLP(N_INPUTS, hidden, N_CLASSES, activation=activation,
-                                                       norm=norm, dropout=dropout, init=init)
-
+    check_run_settings(max_steps=max_steps, batch_size=batch_size, eval_freq=eval_freq, learning_rate=learning_rate,
+                       seed=seed, epochs=epochs)
+    check_torch_settings(optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, scheduler=scheduler,
+                         warmup_steps=warmup_steps, label_smoothing=label_smoothing, ema_decay=ema_decay)
+    require(zca_eps is None or is_number(zca_eps) and zca_eps > 0, f'zca_eps must be a positive number, got {zca_eps!r}')
+    if epochs is None:  # in epochs, the run's length is known once the data are loaded
+        check_warmup(warmup_steps, max_steps or MAX_STEPS)
+    hidden = hidden_units(dnn_hidden_units)
+    processes = Processes()
+    processes.check_batch_size(batch_size)
+    device = get_device(processes.device_name(device))
     try:  # built on the meta device (no memory, no random numbers): the MLP checks its options, and counts
         with torch.device('meta'):
-            n_parameters = sum(p.numel() for p in build_model().parameters())
+            network_shape = MLP(N_INPUTS, hidden, N_CLASSES, activation=activation, norm=norm, dropout=dropout, init=init)
+        check_memory(sum(p.numel() for p in network_shape.parameters()), device)
     except ValueError as err:
         raise SettingsError(str(err)) from None
-    return train_torch(config, build_model, load_data, output_dir=output_dir, progress=progress,
-                       n_parameters=n_parameters)
+    config = dict(name='mlp_pytorch', dnn_hidden_units=hidden, learning_rate=learning_rate, max_steps=max_steps,
+                  batch_size=batch_size, eval_freq=eval_freq, seed=seed, data_dir=data_dir, activation=activation,
+                  norm=norm, dropout=dropout, init=init, optimizer=optimizer, momentum=momentum,
+                  weight_decay=weight_decay, scheduler=scheduler, warmup_steps=warmup_steps,
+                  label_smoothing=label_smoothing, augment=augment, zca_eps=zca_eps, ema_decay=ema_decay, tta=tta,
+                  epochs=epochs, device=str(device), world_size=processes.world_size, eval_batch_size=EVAL_BATCH_SIZE)
+    with RunRecord(output_dir if processes.is_main else None, config, progress=progress and processes.is_main,
+                   silent=not processes.is_main, environment=environment(device)) as run, processes.joined(device):
+        np.random.seed(seed)
+        torch.manual_seed(seed)  # the same initial weights in every process
+        cifar10 = data if data is not None else cifar10_utils.get_cifar10(data_dir)
+        if zca_eps is not None:
+            start = time.perf_counter()
+            cifar10 = zca_whiten(cifar10, zca_eps)
+            run.config['preprocess_s'] = round(time.perf_counter() - start, 2)  # not part of the run's time_s
+        n_train = cifar10['train'].num_examples
+        check_batch_size(batch_size, n_train)
+        max_steps = math.ceil(epochs * n_train / batch_size) if epochs else max_steps or MAX_STEPS
+        run.config['max_steps'] = max_steps
+        train_x, train_y = to_tensors(cifar10['train'], device)
+        test_x, test_y = to_tensors(cifar10['test'], device)
+        model = network if network is not None else MLP(N_INPUTS, hidden, N_CLASSES, activation=activation, norm=norm, dropout=dropout, init=init)
+        model = model.to(device)
+        optimizer = make_optimizer(optimizer, model.parameters(), lr=learning_rate, weight_decay=weight_decay,
+                                   momentum=momentum)
+        scheduler = make_scheduler(scheduler, optimizer, total_steps=max_steps, warmup_steps=warmup_steps)
+        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        batches = TensorBatches(train_x, train_y, batch_size, augment=random_crop_flip if augment else None,
+                                generator=processes.batch_order(seed, device), shard=processes.shard)
+        forward = processes.wrap(model, device)  # DistributedDataParallel under torchrun
+        ema = swa_utils.AveragedModel(model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(ema_decay),
+                                      use_buffers=True) if ema_decay else None  # BatchNorm statistics averaged too
+        evaluated = ema.module if ema else model
+
+        run.start(max_steps, eval_freq, data=getattr(cifar10, 'source', None))
+        for step in range(1, max_steps + 1):
+            x, y = batches.next()  # [B, 3, 32, 32] images, [B] class indices, on the device
+            with torch.autocast(device.type, torch.bfloat16, enabled=device.type == 'cuda'):  # bf16 on CUDA only
+                logits = forward(x)  # [B, 10]
+                loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if ema:
+                ema.update_parameters(model)
+            run.log(step, *processes.mean(torch.stack([loss.detach(), (logits.argmax(1) == y).float().mean()])))
+            if step % eval_freq == 0 or step == max_steps:
+                run.evaluate(step, *evaluate(evaluated, test_x, test_y, batch_size=EVAL_BATCH_SIZE, flip_tta=tta,
+                                             processes=processes))
+                save_best(run, evaluated, run.config)
+    return run.record
 
 
 def build_parser():
-    parser = training_parser(__doc__, train, __file__)
-    parser.add_argument('--dnn_hidden_units', type=hidden_units, help="comma-separated hidden layer widths ('' for none)")
-    parser.add_argument('--activation', choices=sorted(ACTIVATIONS), help='activation after each hidden layer')
-    parser.add_argument('--norm', choices=list(NORMS), help='normalization after each hidden Linear')
-    parser.add_argument('--dropout', type=probability, help='dropout probability after each hidden activation')
-    parser.add_argument('--init', choices=INITS,
-                        help="weights: 'assignment' normal with standard deviation 1e-4 as in the NumPy MLP, "
-                             "'pytorch' nn.Linear's own, 'kaiming' He, 'xavier' Glorot")
-    parser.add_argument('--zca_eps', type=positive_float,
-                        help='ZCA-whiten the images first, with this eigenvalue regulariser (pixels in [0, 1])')
-    add_torch_flags(parser, PRESETS)
+    parser = ArgumentParser(__doc__)
+    # the network
+    flag(parser, '--dnn_hidden_units', DNN_HIDDEN_UNITS, "comma-separated hidden layer widths ('' for none)")
+    flag(parser, '--activation', ACTIVATION, 'activation after each hidden layer', choices=sorted(ACTIVATIONS))
+    flag(parser, '--norm', NORM, 'normalization after each hidden Linear', choices=list(NORMS))
+    flag(parser, '--dropout', DROPOUT, 'dropout probability after each hidden activation', type=float)
+    flag(parser, '--init', INIT, "weights: 'assignment' normal with standard deviation 1e-4 as in the NumPy MLP, "
+         "'pytorch' nn.Linear's own, 'kaiming' He, 'xavier' Glorot", choices=INITS)
+    # the run and its training
+    add_run_flags(parser, learning_rate=LEARNING_RATE, max_steps=MAX_STEPS, batch_size=BATCH_SIZE, eval_freq=EVAL_FREQ,
+                  seed=SEED, data_dir=DATA_DIR, output_dir=OUTPUT_DIR)
+    flag(parser, '--zca_eps', ZCA_EPS, 'ZCA-whiten the images first, with this eigenvalue regulariser (pixels in '
+         '[0, 1]; default: no whitening)', type=float)
+    add_torch_flags(parser, optimizer=OPTIMIZER, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, scheduler=SCHEDULER,
+                    warmup_steps=WARMUP_STEPS, label_smoothing=LABEL_SMOOTHING, augment=AUGMENT, ema_decay=EMA_DECAY,
+                    tta=TTA, device=DEVICE, presets=PRESETS)
     return parser
 
 
 def main(argv=None):
-    return exit_status(train(**parse_settings(build_parser(), PRESETS, argv)))
+    return exit_status(train(**with_preset(vars(build_parser().parse_args(argv)), PRESETS)))
 
 
 if __name__ == '__main__':

@@ -5,105 +5,46 @@
     python train_transfer.py --weights none --data_dir ...                                  # the same network from scratch
     python train_transfer.py --freeze --input resize --data_dir ...                         # linear probe on 224x224 inputs
 
-Input adaptation: 'stem' swaps the 7x7/2 convolution and max-pool for a 3x3/1
-convolution (initialised from the centre of the pretrained 7x7 kernels), so 32x32
-images keep their resolution; 'resize' upsamples them to 224x224 on the device and
-keeps the network as it is. Images are normalised with the ImageNet mean and std.
---freeze trains only the new classifier (backbone and its BatchNorm statistics fixed).
+The network and its input adaptation ('stem' or 'resize') are in transfer_pytorch.py. Images are
+normalised with the ImageNet mean and std. --freeze trains only the new classifier (backbone and its
+BatchNorm statistics fixed).
 Writes history.json, CSVs, curves.png and best_model.pt into --output_dir.
 """
-import os
-import urllib.error
+import math
 
 import numpy as np
 import torch
 from torch import nn
-from torchvision import models
+from torch.optim import swa_utils
 
 import cifar10_utils
 from cifar10_download import maybe_download
-from cli_utils import Switch, parse_settings, run_cli, training_parser
-from torch_training import add_torch_flags, train_torch
-from training_utils import RunError, exit_status, require_choice, run_config
+from cli_utils import ArgumentParser, Switch, add_run_flags, add_torch_flags, flag, run_cli, with_preset
+from distributed import Processes
+from run_records import RunRecord
+from torch_training import (TensorBatches, environment, evaluate, get_device, make_optimizer,
+                            make_scheduler, random_crop_flip, save_best, to_tensors)
+from training_utils import accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets) lives here too)
+from training_utils import (check_batch_size, check_run_settings, check_torch_settings, check_warmup, exit_status,
+                            require_choice)
+from transfer_pytorch import (IMAGENET_MEAN, IMAGENET_STD, INPUT_MODES, MODELS, TransferError,  # noqa: F401
+                              build_model, load_weights)
 
-MODELS = {'resnet18': (models.resnet18, models.ResNet18_Weights),
-          'resnet34': (models.resnet34, models.ResNet34_Weights),
-          'resnet50': (models.resnet50, models.ResNet50_Weights)}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGENET_SIZE = 224  # input side for --input resize
-PIXEL_MAX = 255.0
+# Settings: each flag's default, written once (the usual fine-tuning recipe: SGD with momentum, cosine schedule)
+MODEL, WEIGHTS, INPUT_MODE, FREEZE = 'resnet18', 'imagenet', 'stem', False
+LEARNING_RATE = 1e-2
+MAX_STEPS = 2000  # unless --epochs
+BATCH_SIZE = 128
+EVAL_FREQ = 500
+SEED = 42
+DATA_DIR = cifar10_utils.CIFAR10_FOLDER
+OUTPUT_DIR = 'runs/transfer'
+OPTIMIZER, MOMENTUM, WEIGHT_DECAY = 'momentum', 0.9, 5e-4
+SCHEDULER, WARMUP_STEPS, LABEL_SMOOTHING, AUGMENT = 'cosine', 0, 0.0, True
+EMA_DECAY, TTA, DEVICE = None, False, 'auto'  # no weight averaging, no flip TTA
 
-INPUT_MODES = ('stem', 'resize')
 EVAL_BATCH_SIZE = 250
-
-
-class TransferError(RunError):
-    """Weights that cannot be had; the message says what to do instead."""
-
-
-class TransferNet(nn.Module):
-    """A ResNet with a new classifier; `frozen` keeps everything but the classifier fixed,
-    BatchNorm statistics included (the backbone stays in eval mode)."""
-
-    def __init__(self, net, frozen=False, resize_to=None):
-        super().__init__()
-        self.net, self.frozen, self.resize_to = net, frozen, resize_to
-        if frozen:
-            for name, param in net.named_parameters():
-                param.requires_grad_(name.startswith('fc.'))
-
-    def train(self, mode=True):
-        super().train(mode)
-        if self.frozen:
-            self.net.eval()
-            self.net.fc.train(mode)
-        return self
-
-    def forward(self, x):
-        if self.resize_to:  # [B, 3, 32, 32] -> [B, 3, 224, 224]
-            x = nn.functional.interpolate(x, size=self.resize_to, mode='bilinear', align_corners=False)
-        return self.net(x)
-
-
-def load_weights(name, weights):
-    """State dict for 'imagenet' (torchvision's download) or a file path; None for 'none'."""
-    if weights == 'none':
-        return None
-    if weights == 'imagenet':
-        try:
-            return MODELS[name][1].DEFAULT.get_state_dict(progress=True)
-        except (urllib.error.URLError, OSError, RuntimeError) as err:
-            raise TransferError(f'cannot download the ImageNet weights of {name} ({getattr(err, "reason", err)}); '
-                                f'pass --weights PATH to a local {name} .pth file, or --weights none to train '
-                                'from scratch') from None
-    if not os.path.isfile(weights):
-        raise TransferError(f"weights file '{weights}' not found; pass a torchvision {name} state_dict (.pth), "
-                            "'imagenet' or 'none'")
-    try:
-        return torch.load(weights, map_location='cpu', weights_only=True)
-    except Exception as err:  # any unreadable file: say which and why
-        raise TransferError(f"cannot read weights file '{weights}' ({type(err).__name__}: {err})") from None
-
-
-def build_model(name='resnet18', state=None, input_mode='stem', freeze=False, n_classes=cifar10_utils.N_CLASSES):
-    """The ResNet `name` with the state dict `state` (from load_weights; None: random weights),
-    adapted to 32x32 inputs and a new n_classes classifier."""
-    net = MODELS[name][0](weights=None)
-    if state is not None:
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as err:
-            raise TransferError(f'the weights do not fit {name}: {str(err).splitlines()[0]}') from None
-    if input_mode == 'stem':
-        stem = nn.Conv2d(3, net.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
-        if state is not None:  # keep the pretrained low-level filters: the centre of each 7x7 kernel
-            with torch.no_grad():
-                stem.weight.copy_(net.conv1.weight[:, :, 2:5, 2:5])
-        net.conv1, net.maxpool = stem, nn.Identity()
-    net.fc = nn.Linear(net.fc.in_features, n_classes)
-    return TransferNet(net, frozen=freeze, resize_to=IMAGENET_SIZE if input_mode == 'resize' else None)
-
+PIXEL_MAX = 255.0
 
 def imagenet_normalized(data_dir):
     """CIFAR-10 splits with images scaled to [0, 1] and normalised per channel with the
@@ -125,37 +66,93 @@ def imagenet_normalized(data_dir):
     return splits
 
 
-def train(*, model='resnet18', weights='imagenet', input_mode='stem', freeze=False, learning_rate=1e-2,
-          max_steps=2000, batch_size=128, eval_freq=500, seed=42, data_dir=cifar10_utils.CIFAR10_FOLDER,
-          optimizer='momentum', momentum=0.9, weight_decay=5e-4, scheduler='cosine', warmup_steps=0,
-          label_smoothing=0.0, augment=True, ema_decay=None, tta=False, epochs=None, device='auto', output_dir=None,
-          progress=True, data=None):
-    """Fine-tune and return the run record. The defaults are the usual fine-tuning recipe: SGD with
-    momentum and a cosine schedule. `data`: splits from imagenet_normalized()."""
-    config = run_config(f'transfer_{model}', locals())
+def train(*, model=MODEL, weights=WEIGHTS, input_mode=INPUT_MODE, freeze=FREEZE, learning_rate=LEARNING_RATE,
+          max_steps=None, batch_size=BATCH_SIZE, eval_freq=EVAL_FREQ, seed=SEED, data_dir=DATA_DIR,
+          optimizer=OPTIMIZER, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, scheduler=SCHEDULER,
+          warmup_steps=WARMUP_STEPS, label_smoothing=LABEL_SMOOTHING, augment=AUGMENT, ema_decay=EMA_DECAY, tta=TTA,
+          epochs=None, device=DEVICE, output_dir=None, progress=True, data=None):
+    """Fine-tune and return the run record. The run lasts max_steps (MAX_STEPS if neither is given) or
+    `epochs`. `data`: splits from imagenet_normalized(). Under torchrun the run is data-parallel."""
+    check_run_settings(max_steps=max_steps, batch_size=batch_size, eval_freq=eval_freq, learning_rate=learning_rate,
+                       seed=seed, epochs=epochs)
+    check_torch_settings(optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, scheduler=scheduler,
+                         warmup_steps=warmup_steps, label_smoothing=label_smoothing, ema_decay=ema_decay)
     require_choice('model', model, MODELS)
     require_choice('input_mode', input_mode, INPUT_MODES)
-    config.update(channels_last=None, eval_batch_size=EVAL_BATCH_SIZE)  # None: channels_last on CUDA only
+    if epochs is None:  # in epochs, the run's length is known once the data are loaded
+        check_warmup(warmup_steps, max_steps or MAX_STEPS)
+    processes = Processes()
+    processes.check_batch_size(batch_size)
+    device = get_device(processes.device_name(device))
+    memory_format = torch.channels_last if device.type == 'cuda' else torch.contiguous_format
     state = load_weights(model, weights)  # before any data is loaded: a missing file fails at once
-    return train_torch(config, lambda: build_model(model, state, input_mode, freeze),
-                       lambda: data if data is not None else imagenet_normalized(data_dir),
-                       output_dir=output_dir, progress=progress)
+    config = dict(name=f'transfer_{model}', model=model, weights=weights, input_mode=input_mode, freeze=freeze,
+                  learning_rate=learning_rate, max_steps=max_steps, batch_size=batch_size, eval_freq=eval_freq,
+                  seed=seed, data_dir=data_dir, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
+                  scheduler=scheduler, warmup_steps=warmup_steps, label_smoothing=label_smoothing, augment=augment,
+                  ema_decay=ema_decay, tta=tta, epochs=epochs, device=str(device), world_size=processes.world_size,
+                  eval_batch_size=EVAL_BATCH_SIZE)
+    with RunRecord(output_dir if processes.is_main else None, config, progress=progress and processes.is_main,
+                   silent=not processes.is_main, environment=environment(device)) as run, processes.joined(device):
+        np.random.seed(seed)
+        torch.manual_seed(seed)  # the same new classifier in every process
+        cifar10 = data if data is not None else imagenet_normalized(data_dir)
+        n_train = cifar10['train'].num_examples
+        check_batch_size(batch_size, n_train)
+        max_steps = math.ceil(epochs * n_train / batch_size) if epochs else max_steps or MAX_STEPS
+        run.config['max_steps'] = max_steps
+        train_x, train_y = to_tensors(cifar10['train'], device, memory_format)
+        test_x, test_y = to_tensors(cifar10['test'], device, memory_format)
+        net = build_model(model, state, input_mode, freeze).to(device, memory_format=memory_format)
+        optimizer = make_optimizer(optimizer, net.parameters(), lr=learning_rate, weight_decay=weight_decay,
+                                   momentum=momentum)
+        scheduler = make_scheduler(scheduler, optimizer, total_steps=max_steps, warmup_steps=warmup_steps)
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        batches = TensorBatches(train_x, train_y, batch_size, augment=random_crop_flip if augment else None,
+                                generator=processes.batch_order(seed, device), shard=processes.shard)
+        forward = processes.wrap(net, device)  # DistributedDataParallel under torchrun
+        ema = swa_utils.AveragedModel(net, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(ema_decay),
+                                      use_buffers=True) if ema_decay else None  # BatchNorm statistics averaged too
+        evaluated = ema.module if ema else net
+
+        run.start(max_steps, eval_freq, data=getattr(cifar10, 'source', None))
+        for step in range(1, max_steps + 1):
+            x, y = batches.next()  # [B, 3, 32, 32] normalised images, [B] class indices, on the device
+            with torch.autocast(device.type, torch.bfloat16, enabled=device.type == 'cuda'):  # bf16 on CUDA only
+                logits = forward(x)  # [B, 10]
+                loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if ema:
+                ema.update_parameters(net)
+            run.log(step, *processes.mean(torch.stack([loss.detach(), (logits.argmax(1) == y).float().mean()])))
+            if step % eval_freq == 0 or step == max_steps:
+                run.evaluate(step, *evaluate(evaluated, test_x, test_y, batch_size=EVAL_BATCH_SIZE, flip_tta=tta,
+                                             processes=processes))
+                save_best(run, evaluated, run.config)
+    return run.record
 
 
 def build_parser():
-    parser = training_parser(__doc__, train, __file__)
-    parser.add_argument('--model', choices=sorted(MODELS), help='which torchvision ResNet')
-    parser.add_argument('--weights',
-                        help="'imagenet' (torchvision download), a local state_dict file, or 'none' (from scratch)")
-    parser.add_argument('--input', dest='input_mode', choices=INPUT_MODES,
-                        help='stem: 3x3/1 first convolution, no max-pool, 32x32 inputs; resize: upsample to 224x224')
-    parser.add_argument('--freeze', action=Switch, help='train only the new classifier')
-    add_torch_flags(parser)
+    parser = ArgumentParser(__doc__)
+    flag(parser, '--model', MODEL, 'which torchvision ResNet', choices=sorted(MODELS))
+    flag(parser, '--weights', WEIGHTS,
+         "'imagenet' (torchvision download), a local state_dict file, or 'none' (from scratch)")
+    flag(parser, '--input', INPUT_MODE, 'stem: 3x3/1 first convolution, no max-pool, 32x32 inputs; resize: upsample '
+         'to 224x224', dest='input_mode', choices=INPUT_MODES)
+    flag(parser, '--freeze', FREEZE, 'train only the new classifier', action=Switch)
+    add_run_flags(parser, learning_rate=LEARNING_RATE, max_steps=MAX_STEPS, batch_size=BATCH_SIZE, eval_freq=EVAL_FREQ,
+                  seed=SEED, data_dir=DATA_DIR, output_dir=OUTPUT_DIR)
+    add_torch_flags(parser, optimizer=OPTIMIZER, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, scheduler=SCHEDULER,
+                    warmup_steps=WARMUP_STEPS, label_smoothing=LABEL_SMOOTHING, augment=AUGMENT, ema_decay=EMA_DECAY,
+                    tta=TTA, device=DEVICE)
     return parser
 
 
 def main(argv=None):
-    return exit_status(train(**parse_settings(build_parser(), argv=argv)))
+    return exit_status(train(**with_preset(vars(build_parser().parse_args(argv)), {})))
 
 
 if __name__ == '__main__':

@@ -14,7 +14,6 @@ import numpy as np
 import cifar10_utils
 import train_mlp_numpy
 from benchmarks.timing import benchmark_parser, publish, seconds_per_call
-from cli_utils import settings_defaults
 from training_utils import hidden_units
 
 PEAK_SIZE = 2048  # square sgemm used to measure the peak
@@ -45,9 +44,8 @@ def main():
     args = parser.parse_args()
 
     data = cifar10_utils.get_cifar10(args.data_dir)
-    defaults = settings_defaults(train_mlp_numpy.train)
-    sizes = [cifar10_utils.IMAGE_SIZE, *hidden_units(defaults['dnn_hidden_units']), cifar10_utils.N_CLASSES]
-    gflop = training_gflop(sizes, defaults['batch_size'], defaults['max_steps'], defaults['eval_freq'],
+    sizes = [cifar10_utils.IMAGE_SIZE, *hidden_units(train_mlp_numpy.DNN_HIDDEN_UNITS), cifar10_utils.N_CLASSES]
+    gflop = training_gflop(sizes, train_mlp_numpy.BATCH_SIZE, train_mlp_numpy.MAX_STEPS, train_mlp_numpy.EVAL_FREQ,
                            data['test'].num_examples)
     runs = []
     for _ in range(args.repeats):

@@ -10,9 +10,8 @@ import time
 
 import numpy as np
 
-from experiments.records import write_json
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, 'docs', 'results')
 
 
 def seconds_per_call(fn, repeats, warmup=1, synchronize=None):
@@ -72,4 +71,6 @@ def publish(result, summary, json_name=None):
     """Print a benchmark's summary line and save its result as docs/results/json_name (if given)."""
     print(summary)
     if json_name:
-        write_json(json_name, result)
+        with open(os.path.join(RESULTS, json_name), 'w') as f:
+            json.dump(result, f, indent=1, allow_nan=False)
+            f.write('\n')

@@ -1,7 +1,13 @@
-"""Shared fixtures: tiny synthetic CIFAR-10 folders, and the real copy when CIFAR10_DIR is set."""
+"""Shared fixtures and helpers: tiny synthetic CIFAR-10 folders, the real copy when CIFAR10_DIR is set,
+and running the training scripts as a user would."""
+import importlib
 import io
+import json
 import os
+import pathlib
 import pickle
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -13,6 +19,9 @@ import cifar10_utils
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_TRAIN_PER_BATCH = 40  # 200 training images in all
 N_TEST = 50
+REL_TOL = 1e-7  # gradient checks in float64: a correct backward gives ~1e-10
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+OFFLINE = {'CIFAR10_URL': 'http://127.0.0.1:9/cifar-10-python.tar.gz'}  # port 9: refused, never the internet
 
 
 def fake_batch(n, rng, label_offset=0):
@@ -70,3 +79,39 @@ def real_cifar_dir():
 def real_cifar(real_cifar_dir):
     """The real copy, loaded once per test session (one-hot labels)."""
     return cifar10_utils.get_cifar10(real_cifar_dir, download=False)
+
+
+def run_script(script, args, env=None, timeout=300):
+    """`python SCRIPT.py ARGS` from the repository root, as a user runs it: the finished process."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, f'{script}.py'), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def run_main(script, args, monkeypatch, capsys, env=None):
+    """A script's main() under run_cli in this process: (exit status, stderr)."""
+    module = importlib.import_module(script)
+    monkeypatch.setattr('sys.argv', [f'{script}.py', *args])
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    try:
+        code = module.run_cli(module.main)
+    except SystemExit as exit_info:  # argparse exits by itself
+        code = exit_info.code
+    return code, capsys.readouterr().err
+
+
+def assert_one_line_error(stderr, *fragments):
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert 'error:' in lines[0] and 'Traceback' not in stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def read_record(output_dir):
+    """history.json of a run, refusing NaN or Infinity tokens (the records are strict JSON)."""
+    text = pathlib.Path(output_dir, 'history.json').read_text()
+
+    def refuse(token):
+        raise AssertionError(f'{token} in a record: not strict JSON')
+    return json.loads(text, parse_constant=refuse)

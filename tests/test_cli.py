@@ -2,10 +2,7 @@
 files, --help, one-line errors with the right exit status, settings refused before any work,
 the output folder, presets, divergence, failures and termination."""
 import importlib
-import inspect
-import json
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -13,12 +10,10 @@ import time
 
 import pytest
 
-from cli_utils import settings_defaults
-from conftest import ROOT
-from run_records import OutputFolder
+from cli_utils import with_preset
+from conftest import OFFLINE, PNG_SIGNATURE, ROOT, assert_one_line_error, read_record, run_main, run_script
+from run_records import RunRecord
 
-PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-OFFLINE = {'CIFAR10_URL': 'http://127.0.0.1:9/cifar-10-python.tar.gz'}  # port 9: refused, never the internet
 # each script with the flags of a run short enough for a test: (flags, evaluation steps it records)
 SCRIPTS = {
     'train_mlp_numpy': (['--max_steps', '25', '--eval_freq', '10', '--batch_size', '20', '--dnn_hidden_units', '16,8'],
@@ -31,37 +26,7 @@ SCRIPTS = {
     'train_transfer': (['--weights', 'none', '--max_steps', '2', '--eval_freq', '2', '--batch_size', '4'], [2]),
 }
 TORCH_SCRIPTS = [name for name in SCRIPTS if name != 'train_mlp_numpy']
-
-
-def run_script(script, args, env=None):
-    return subprocess.run([sys.executable, os.path.join(ROOT, f'{script}.py'), *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300, env={**os.environ, **(env or {})})
-
-
-def run_main(script, args, monkeypatch, capsys, env=None):
-    """A script's main() under run_cli in this process: (exit status, stderr)."""
-    module = importlib.import_module(script)
-    monkeypatch.setattr('sys.argv', [f'{script}.py', *args])
-    for key, value in (env or {}).items():
-        monkeypatch.setenv(key, value)
-    try:
-        code = module.run_cli(module.main)
-    except SystemExit as exit_info:  # argparse exits by itself
-        code = exit_info.code
-    return code, capsys.readouterr().err
-
-
-def assert_one_line_error(stderr, *fragments):
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert 'error:' in lines[0] and 'Traceback' not in stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-def read_record(output_dir):
-    text = pathlib.Path(output_dir, 'history.json').read_text()
-    return json.loads(text, parse_constant=lambda token: pytest.fail(f'{token} in a record: not strict JSON'))
+NOT_SETTINGS = {'output_dir', 'progress', 'data', 'network'}  # train()'s arguments that are not flags of a run
 
 
 @pytest.mark.parametrize('script', SCRIPTS)
@@ -76,8 +41,8 @@ def test_a_run_writes_its_record_curves_and_checkpoint(script, fake_cifar_dir, t
     assert record['summary']['final_test_accuracy'] == record['test']['accuracy'][-1]
     assert record['data']['folder'] == os.path.abspath(fake_cifar_dir) and record['data']['official'] is False
     assert len(record['data']['fingerprint']) == 16
-    defaults = settings_defaults(importlib.import_module(script).train)
-    assert record['config']['seed'] == defaults['seed'] == 42
+    assert record['config']['seed'] == importlib.import_module(script).SEED == 42
+    assert len(record['train']['accuracy']) == len(record['train']['loss'])  # each batch's accuracy beside its loss
     assert (out / 'curves.png').read_bytes()[:8] == PNG_SIGNATURE
     rows = (out / 'test.csv').read_text().splitlines()
     assert rows[0] == 'step,loss,accuracy' and len(rows) == len(eval_steps) + 1
@@ -90,20 +55,22 @@ def test_a_run_writes_its_record_curves_and_checkpoint(script, fake_cifar_dir, t
 
 
 @pytest.mark.parametrize('script', SCRIPTS)
-def test_every_flag_shows_its_true_default(script):
+def test_every_setting_is_a_flag_whose_help_shows_its_default(script):
     module = importlib.import_module(script)
     parser = module.build_parser()
-    defaults = settings_defaults(module.train)
     flags = {action.dest: action for action in parser._actions if action.option_strings and action.dest != 'help'}
-    settings = set(inspect.signature(module.train).parameters) - {'output_dir', 'progress', 'data', 'network'}
-    assert settings <= set(flags) | {'dnn_hidden_units'}  # every setting is a flag
+    settings = module.train.__kwdefaults__
+    assert set(settings) - NOT_SETTINGS <= set(flags)  # every setting of train() is a flag
     help_text = ' '.join(parser.format_help().split())
-    for dest, action in flags.items():
-        assert action.help, f'--{dest} has no help'
-        if dest in defaults and defaults[dest] is not None:
-            assert action.default == defaults[dest], dest
-            shown = ('on' if defaults[dest] else 'off') if isinstance(defaults[dest], bool) else defaults[dest]
-            assert f'(default: {shown})' in help_text, dest
+    for name, default in settings.items():
+        assert name in NOT_SETTINGS or flags[name].help, f'--{name} has no help'
+        if name not in NOT_SETTINGS and default is not None:
+            shown = ('on' if default else 'off') if isinstance(default, bool) else default
+            assert f'(default: {shown})' in ' '.join(flags[name].help.split()), name
+    assert parser.parse_args([]).progress is True and parser.parse_args(['--quiet']).progress is False
+    assert set(vars(parser.parse_args([]))) == {'output_dir', 'progress'}  # no flag given: train()'s defaults hold
+    if script in TORCH_SCRIPTS:
+        assert f'number of training steps (default: {module.MAX_STEPS})' in help_text
     if script == 'train_convnet_pytorch':
         assert 'layout (NHWC); unless given, on for CUDA only' in help_text  # --channels_last, --no_channels_last
     if script == 'train_transfer':
@@ -111,25 +78,31 @@ def test_every_flag_shows_its_true_default(script):
 
 
 @pytest.mark.parametrize('script, flag, value, fragment', [
-    ('train_mlp_numpy', '--learning_rate', '-1', 'must be > 0'),
-    ('train_mlp_numpy', '--batch_size', '0', 'must be > 0'),
-    ('train_mlp_numpy', '--max_steps', '1.5', "expected an integer, got '1.5'"),
-    ('train_mlp_numpy', '--eval_freq', 'often', "expected an integer, got 'often'"),
-    ('train_mlp_numpy', '--dnn_hidden_units', '100,abc', 'comma-separated positive integers'),
-    ('train_mlp_numpy', '--dnn_hidden_units', '100,-5', 'comma-separated positive integers'),
-    ('train_mlp_numpy', '--seed', str(2 ** 32), 'must be <= 4294967295'),
-    ('train_mlp_pytorch', '--optimizer', 'lbfgs', 'invalid choice'),
-    ('train_mlp_pytorch', '--dropout', '1.5', 'must be < 1'),
-    ('train_mlp_pytorch', '--label_smoothing', '1', 'must be < 1'),
+    ('train_mlp_numpy', '--learning_rate', '-1', 'learning_rate must be a positive number, got -1.0'),
+    ('train_mlp_numpy', '--learning_rate', 'fast', "argument --learning_rate: invalid float value: 'fast'"),
+    ('train_mlp_numpy', '--batch_size', '0', 'batch_size must be a positive integer, got 0'),
+    ('train_mlp_numpy', '--max_steps', '1.5', "argument --max_steps: invalid int value: '1.5'"),
+    ('train_mlp_numpy', '--eval_freq', 'often', "argument --eval_freq: invalid int value: 'often'"),
+    ('train_mlp_numpy', '--dnn_hidden_units', '100,abc', 'dnn_hidden_units must be comma-separated positive integers'),
+    ('train_mlp_numpy', '--dnn_hidden_units', '100,-5', 'dnn_hidden_units must be comma-separated positive integers'),
+    ('train_mlp_numpy', '--seed', str(2 ** 32), 'seed must be an integer in 0..4294967295'),
+    ('train_mlp_numpy', '--seed', '-3', 'seed must be an integer in 0..4294967295'),
+    ('train_mlp_pytorch', '--optimizer', 'lbfgs', 'argument --optimizer: invalid choice'),
+    ('train_mlp_pytorch', '--dropout', '1.5', 'dropout must be in [0, 1)'),
+    ('train_mlp_pytorch', '--label_smoothing', '1', 'label_smoothing must be in [0, 1)'),
+    ('train_mlp_pytorch', '--ema_decay', '1', 'ema_decay must be in (0, 1)'),
+    ('train_mlp_pytorch', '--zca_eps', '0', 'zca_eps must be a positive number'),
     ('train_mlp_pytorch', '--preset', 'fastest', 'invalid choice'),
     ('train_convnet_pytorch', '--arch', 'resnet', 'invalid choice'),
     ('train_convnet_pytorch', '--scheduler', 'linear', 'invalid choice'),
     ('train_transfer', '--model', 'vgg', 'invalid choice'),
 ])
-def test_bad_flags_are_one_line_usage_errors(script, flag, value, fragment, fake_cifar_dir, monkeypatch, capsys):
-    code, stderr = run_main(script, ['--data_dir', fake_cifar_dir, flag, value], monkeypatch, capsys)
+def test_bad_flags_are_one_line_usage_errors(script, flag, value, fragment, tmp_path, monkeypatch, capsys):
+    code, stderr = run_main(script, ['--data_dir', str(tmp_path / 'none'), '--output_dir', str(tmp_path / 'out'), flag,
+                                     value], monkeypatch, capsys, env=OFFLINE)
     assert code == 2
-    assert_one_line_error(stderr, flag, fragment)
+    assert_one_line_error(stderr, fragment, '(see --help)')
+    assert not (tmp_path / 'none').exists() and not (tmp_path / 'out').exists()  # refused before any work
 
 
 @pytest.mark.parametrize('script, flags, fragment', [
@@ -174,7 +147,7 @@ def test_an_output_dir_that_cannot_be_a_folder_is_refused_first(script, where, t
 
 def test_a_second_run_on_the_same_output_dir_is_refused(fake_cifar_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / 'out'
-    with OutputFolder(str(out)):  # as a run in another process holds it
+    with RunRecord(str(out), {}):  # as a run in another process holds it
         code, stderr = run_main('train_mlp_numpy', ['--data_dir', fake_cifar_dir, '--output_dir', str(out)],
                                 monkeypatch, capsys)
         assert sorted(os.listdir(out)) == ['.run.lock']  # nothing of the refused run
@@ -232,14 +205,23 @@ def test_an_exception_in_training_saves_a_failed_record_then_exits_1(fake_cifar_
     ([], {'optimizer': 'adamw', 'epochs': 60, 'learning_rate': 1e-3}),
     (['--learning_rate', '0.5'], {'optimizer': 'adamw', 'epochs': 60, 'learning_rate': 0.5}),
     (['--max_steps', '7'], {'optimizer': 'adamw', 'epochs': None, 'max_steps': 7}),  # steps given beat the preset's epochs
-    (['--no_augment', '--dnn_hidden_units', '64'], {'augment': False, 'dnn_hidden_units': [64]}),
+    (['--no_augment', '--dnn_hidden_units', '64'], {'augment': False, 'dnn_hidden_units': '64'}),
+    (['--batch_size', '200'], {'batch_size': 200}),  # a flag given with the script's default value still wins
 ])
 def test_flags_given_beat_the_preset(flags, expected):
-    from cli_utils import parse_settings
     from train_mlp_pytorch import PRESETS, build_parser
-    settings = parse_settings(build_parser(), PRESETS, ['--preset', 'best', *flags])
+    settings = with_preset(vars(build_parser().parse_args(['--preset', 'best', *flags])), PRESETS)
     for key, value in expected.items():
-        assert settings[key] == value, key
+        assert settings.get(key) == value, key
+    assert 'preset' not in settings
+
+
+def test_epochs_and_max_steps_together_are_refused_from_python_too(tmp_path):
+    import train_convnet_pytorch
+    from training_utils import SettingsError
+    with pytest.raises(SettingsError, match='give --epochs or --max_steps, not both'):
+        train_convnet_pytorch.train(epochs=2, max_steps=9, data_dir=str(tmp_path / 'none'), progress=False)
+    assert not (tmp_path / 'none').exists()
 
 
 def test_termination_keeps_the_record_and_names_its_last_step(fake_cifar_dir, tmp_path):
@@ -257,4 +239,5 @@ def test_termination_keeps_the_record_and_names_its_last_step(fake_cifar_dir, tm
     record = read_record(out)
     assert record['summary']['status'] == 'interrupted' and record['summary']['steps'] >= 50
     assert f"run interrupted after step {record['summary']['steps']}" in stderr and 'Traceback' not in stderr
-    assert (out / 'curves.png').is_file() and not [name for name in os.listdir(out) if name.endswith('.tmp')]
+    assert (out / 'curves.png').read_bytes()[:8] == PNG_SIGNATURE
+    assert not [name for name in os.listdir(out) if name.endswith('.tmp')]

@@ -6,7 +6,7 @@ import pytest
 from modules import Conv2dModule
 from gradient_check import numerical_gradient
 from gradient_check import relative_error as rel_error
-from test_modules import REL_TOL
+from conftest import REL_TOL
 
 
 @pytest.mark.parametrize('shape, kernel', [((2, 3, 5, 6), (2, 3)), ((1, 1, 3, 3), (2, 2)), ((3, 2, 4, 4), (1, 1))])

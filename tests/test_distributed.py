@@ -37,7 +37,7 @@ def test_the_mlp_trains_data_parallel_like_one_process(fake_cifar_dir, tmp_path)
                              *MLP_FLAGS, '--output_dir', str(runs / 'single')], capture_output=True, cwd=ROOT)
     assert single.returncode == 0
     single = record_of(runs / 'single')
-    assert parallel['summary']['world_size'] == 2 and single['summary']['world_size'] == 1
+    assert parallel['config']['world_size'] == 2 and single['config']['world_size'] == 1
     assert parallel['summary']['status'] == 'completed' and parallel['test']['step'] == [100, 200]
     assert parallel['config']['batch_size'] == 20  # the global batch: the recipe does not change with the processes
     assert abs(parallel['summary']['final_test_accuracy'] - single['summary']['final_test_accuracy']) <= 0.05
@@ -52,7 +52,7 @@ def test_the_convnet_runs_under_torchrun(fake_cifar_dir, tmp_path):
                                                 '--output_dir', str(tmp_path)])
     assert result.returncode == 0, result.stderr[-3000:]
     record = record_of(tmp_path)
-    assert record['summary']['world_size'] == 2 and record['summary']['steps'] == 3
+    assert record['config']['world_size'] == 2 and record['summary']['steps'] == 3
 
 
 def test_processes_from_the_environment():

@@ -102,13 +102,12 @@ def test_bad_options():
 
 @pytest.mark.parametrize('name', sorted(train_mlp_pytorch.PRESETS))
 def test_every_preset_parses_and_builds(name):
-    from cli_utils import parse_settings
-    settings = parse_settings(train_mlp_pytorch.build_parser(), train_mlp_pytorch.PRESETS, ['--preset', name])
-    for key, value in train_mlp_pytorch.PRESETS[name].items():
-        expected = [int(v) for v in value.split(',')] if key == 'dnn_hidden_units' else value
-        assert settings[key] == expected, key
-    model = MLP(3072, settings['dnn_hidden_units'], 10, activation=settings['activation'], norm=settings['norm'],
-                dropout=settings['dropout'], init=settings['init'])
+    from cli_utils import with_preset
+    given = vars(train_mlp_pytorch.build_parser().parse_args(['--preset', name]))
+    settings = with_preset(given, train_mlp_pytorch.PRESETS)
+    assert {key: settings[key] for key in train_mlp_pytorch.PRESETS[name]} == train_mlp_pytorch.PRESETS[name]
+    model = MLP(3072, [int(h) for h in settings['dnn_hidden_units'].split(',')], 10, activation=settings['activation'],
+                norm=settings['norm'], dropout=settings['dropout'], init=settings['init'])
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 

@@ -3,12 +3,11 @@ the NumPy modules and MLP."""
 import numpy as np
 import pytest
 
+from conftest import REL_TOL
 from gradient_check import numerical_gradient
 from gradient_check import relative_error as rel_error
 from mlp_numpy import MLP
 from modules import WEIGHT_INIT_STD, CrossEntropyModule, ELUModule, LinearModule, SoftMaxModule
-
-REL_TOL = 1e-7  # float64 centred differences agree far closer than this with a correct backward
 
 
 @pytest.fixture

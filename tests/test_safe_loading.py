@@ -10,7 +10,7 @@ import pytest
 
 import cifar10_utils
 from cifar10_utils import CIFAR10Error
-from conftest import fake_batch
+from conftest import assert_one_line_error, fake_batch, run_script
 
 
 class RunsACommand:
@@ -59,7 +59,6 @@ def test_a_payload_is_refused_unrun(fake_cifar_dir, tmp_path, where):
 
 
 def test_the_command_line_refuses_it_in_one_line(fake_cifar_dir, tmp_path):
-    from test_cli import assert_one_line_error, run_script
     marker = tmp_path / 'pwned'
     batch = fake_batch(40, np.random.default_rng(0))
     batch['extra'] = RunsACommand(marker)

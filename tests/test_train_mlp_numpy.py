@@ -38,7 +38,7 @@ def test_300_steps_on_real_data(real_cifar):
 
 def test_bad_settings_raise_before_any_data_is_loaded(tmp_path):
     for settings, message in [(dict(batch_size=0), 'batch_size must be a positive integer'),
-                              (dict(seed=-1), "seed must be in 0..4294967295"),
+                              (dict(seed=-1), 'seed must be an integer in 0..4294967295'),
                               (dict(dnn_hidden_units='10,x'), 'comma-separated positive integers'),
                               (dict(learning_rate=float('nan')), 'learning_rate must be a positive number')]:
         with pytest.raises(SettingsError, match=message):

@@ -1,4 +1,5 @@
-"""The shared training helpers: augmentation, batching, schedules, optimizers, the loop."""
+"""The shared training helpers: augmentation, batching, schedules, optimizers, and the run record
+(evaluations, divergence, Ctrl-C, failures, strict JSON, whole files, the output folder)."""
 import json
 import math
 import pathlib
@@ -8,9 +9,9 @@ import pytest
 import torch
 
 import torch_training
-from run_records import History, record_json
+from run_records import RunRecord, record_json
 from torch_training import TensorBatches, make_optimizer, make_scheduler, random_crop_flip
-from training_utils import SettingsError, diverged, train_loop
+from training_utils import RunFailed, SettingsError
 
 
 def test_random_crop_flip_gives_shifted_or_mirrored_crops():
@@ -39,10 +40,11 @@ def test_tensor_batches_cover_each_epoch_once():
     batches = TensorBatches(images, torch.arange(10), batch_size=3)
     epoch = [batches.next() for _ in range(3)]  # 9 of 10, the last incomplete batch is dropped
     seen = torch.cat([y for _, y in epoch])
-    assert len(set(seen.tolist())) == 9 and batches.epochs_completed == 0
+    assert len(set(seen.tolist())) == 9 and batches.position == 9
     assert all(torch.equal(x[:, 0].long(), y) for x, y in epoch)
+    first_order = batches.order
     batches.next()
-    assert batches.epochs_completed == 1
+    assert batches.position == 3 and not torch.equal(batches.order, first_order)  # a new epoch, a new order
     with pytest.raises(ValueError, match='batch_size'):
         TensorBatches(images, torch.arange(10), batch_size=11)
 
@@ -85,40 +87,61 @@ def test_optimizers_step(name):
     assert (param < 1).all()
 
 
-def test_divergence_rule():
-    assert diverged(2.3, [2.0, 1.9], 50) is None
-    assert 'not finite by step 50' in diverged(2.3, [1.0, float('nan')], 50)
-    assert 'exceeds 10 x the first loss' in diverged(2.3, [30.0, 25.0], 50)
-    assert diverged(0.01, [5.0], 50) is None  # a tiny first loss is floored at 1
+def run_toy(losses, output_dir=None, eval_freq=2, stop=None):
+    """A toy run through the record as a training loop drives it; `stop(step)` may raise."""
+    with RunRecord(output_dir, {'name': 'toy', 'batch_size': 4}, progress=False) as run:
+        run.start(len(losses), eval_freq)
+        for step, loss in enumerate(losses, start=1):
+            if stop:
+                stop(step)
+            run.log(step, loss, 0.5)
+            if step % eval_freq == 0 or step == len(losses):
+                run.evaluate(step, 0.5, 0.75 + step / 100)
+    return run
 
 
-def test_train_loop_records_evaluations_and_stops_on_nan(tmp_path):
-    history = History({'name': 'toy'})
-    losses = iter([3.0, 2.0, 1.0, float('nan'), 1.0])
-    train_loop(lambda step: next(losses), lambda: (0.5, 0.75), history, max_steps=5, eval_freq=2, progress=False)
-    assert history.test['step'] == [2]  # step 4 flushes the NaN before evaluating
-    assert history.status == 'diverged' and history.train['step'] == [1, 2, 3, 4]
-    history.save(tmp_path)
-    text = pathlib.Path(tmp_path / 'history.json').read_text()
-    record = json.loads(text, parse_constant=lambda token: pytest.fail(f'{token}: not strict JSON'))
-    assert record['summary']['status'] == 'diverged' and 'not finite by step 4' in record['summary']['error']
-    assert record['train']['loss'] == [3.0, 2.0, 1.0, None]  # NaN stored as null
-    assert record['summary']['best_test_accuracy'] == 0.75
-    assert (tmp_path / 'train.csv').read_text().splitlines()[-1] == '4,'  # and as an empty CSV cell
+def test_the_record_stops_a_run_whose_loss_is_not_finite(tmp_path):
+    run = run_toy([3.0, 2.0, 1.0, float('nan'), 1.0], str(tmp_path))
+    assert run.status == 'diverged' and run.test['step'] == [2]  # step 4 reads the NaN before evaluating
+    assert run.train['step'] == [1, 2, 3, 4] and 'not finite by step 4' in run.error
+    record = json.loads((tmp_path / 'history.json').read_text(), parse_constant=lambda t: pytest.fail(f'{t}: not strict'))
+    assert record['summary']['status'] == 'diverged' and record['train']['loss'] == [3.0, 2.0, 1.0, None]
+    assert record['summary']['best_test_accuracy'] == 0.77
+    assert (tmp_path / 'train.csv').read_text().splitlines()[-1] == '4,,0.5'  # NaN as an empty CSV cell
 
 
-def test_train_loop_keeps_records_on_ctrl_c():
-    history = History({'name': 'toy'})
+def test_divergence_is_a_mean_loss_far_above_the_first():
+    assert run_toy([2.3] * 60).status == 'completed'
+    run = run_toy([2.3] + [30.0] * 59, eval_freq=100)
+    assert run.status == 'diverged' and 'exceeds 10 x the first loss' in run.error and run.train['step'][-1] == 50
+    assert run_toy([0.01] + [5.0] * 59).status == 'completed'  # a tiny first loss is floored at 1
 
-    def step_fn(step):
+
+def test_the_record_keeps_what_came_before_ctrl_c():
+    def ctrl_c(step):
         if step == 4:
             raise KeyboardInterrupt
-        return torch.tensor(1.0 / step)
+    run = run_toy([torch.tensor(1.0 / step) for step in range(1, 11)], stop=ctrl_c)  # tensors are read as floats
+    assert run.status == 'interrupted' and run.test['step'] == [2]
+    assert run.train['step'] == [1, 2, 3] and run.train['loss'][2] == pytest.approx(1 / 3)
 
-    train_loop(step_fn, lambda: (0.1, 0.9), history, max_steps=10, eval_freq=2, progress=False)
-    assert history.status == 'interrupted'
-    assert history.train['step'] == [1, 2, 3] and history.train['loss'][2] == pytest.approx(1 / 3)
-    assert history.test['step'] == [2]
+
+def test_a_failure_is_saved_then_raised_as_run_failed(tmp_path):
+    def fail(step):
+        if step == 5:
+            raise ZeroDivisionError('boom')
+    with pytest.raises(RunFailed, match=f'toy: run failed after step 4 \\(ZeroDivisionError: boom\\); record saved in') as failure:
+        run_toy([1.0] * 10, str(tmp_path), stop=fail)
+    assert isinstance(failure.value.__cause__, ZeroDivisionError)
+    record = json.loads((tmp_path / 'history.json').read_text())
+    assert record['summary']['status'] == 'failed' and record['test']['step'] == [2, 4]
+
+
+def test_an_error_before_training_leaves_no_folder_and_no_lock(tmp_path):
+    with pytest.raises(SettingsError):
+        with RunRecord(str(tmp_path / 'out'), {'name': 'toy'}):
+            raise SettingsError('found after loading the data')
+    assert not (tmp_path / 'out').exists()
 
 
 def test_record_json_is_compact_and_loses_nothing():
@@ -127,20 +150,6 @@ def test_record_json_is_compact_and_loses_nothing():
     text = record_json(record)
     assert json.loads(text) == record
     assert len(text.splitlines()) < 20  # the long lists sit on one line each
-
-
-def test_train_loop_records_a_failure():
-    history = History({'name': 'toy'})
-
-    def step_fn(step):
-        if step == 5:
-            raise ZeroDivisionError('boom')
-        return 1.0
-
-    train_loop(step_fn, lambda: (0.1, 0.9), history, max_steps=10, eval_freq=2, progress=False)
-    assert history.status == 'failed' and history.error == 'ZeroDivisionError: boom'
-    assert history.train['step'] == [1, 2, 3, 4] and history.test['step'] == [2, 4]
-    assert isinstance(history.exception, ZeroDivisionError)
 
 
 def test_record_json_refuses_nan():
@@ -164,10 +173,9 @@ def test_ctrl_c_waits_until_the_files_are_written(tmp_path):
 
 def test_an_output_dir_that_cannot_be_written(tmp_path, monkeypatch):
     import os
-    from run_records import OutputFolder
 
     def refuse(path, exist_ok=False):
         raise PermissionError(13, 'Permission denied')
     monkeypatch.setattr(os, 'makedirs', refuse)  # what a read-only folder does (tests may run as root)
     with pytest.raises(SettingsError, match="--output_dir '.*' cannot be written \\(Permission denied\\)"):
-        OutputFolder(str(tmp_path / 'out')).__enter__()
+        RunRecord(str(tmp_path / 'out'), {}).__enter__()

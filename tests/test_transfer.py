@@ -1,4 +1,4 @@
-"""train_transfer.py with random weights on tiny synthetic data: input adaptation,
+"""transfer_pytorch.py and train_transfer.py with random weights on tiny synthetic data: input adaptation,
 freezing, local weight files, and a clear message when the weights cannot be had."""
 import urllib.error
 
@@ -7,7 +7,7 @@ import torch
 from torchvision import models
 
 import train_transfer
-from train_transfer import TransferError, build_model, load_weights
+from transfer_pytorch import IMAGENET_MEAN, IMAGENET_STD, TransferError, build_model, load_weights
 
 
 @pytest.mark.parametrize('input_mode, side', [('stem', 32), ('resize', 224)])
@@ -93,5 +93,5 @@ def test_imagenet_normalization(fake_cifar_dir):
     images = splits['train'].images
     assert images.dtype == 'float32' and images.shape[1:] == (3, 32, 32)
     # a 0 pixel maps to -mean/std, a 255 pixel to (1 - mean)/std, per channel
-    for c, (mean, std) in enumerate(zip(train_transfer.IMAGENET_MEAN, train_transfer.IMAGENET_STD)):
+    for c, (mean, std) in enumerate(zip(IMAGENET_MEAN, IMAGENET_STD)):
         assert images[:, c].min() >= -mean / std - 1e-5 and images[:, c].max() <= (1 - mean) / std + 1e-5

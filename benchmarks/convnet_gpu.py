@@ -1,7 +1,7 @@
 """Every GPU measurement of the ConvNet in one call, for a lent GPU's short lease.
 
-    python -m experiments.convnet_gpu --data_dir /tmp/data/cifar-10-batches-py --out $OUT/convnet_gpu
-    python -m experiments.convnet_gpu --data_dir ... --out /tmp/check --tiny   # a CPU dry run of the same steps
+    python -m benchmarks.convnet_gpu --data_dir /tmp/data/cifar-10-batches-py --out $OUT/convnet_gpu
+    python -m benchmarks.convnet_gpu --data_dir ... --out /tmp/check --tiny   # a CPU dry run of the same steps
 
 1. Ceilings: the device's bf16 matrix-multiply rate (8192^3, random data, CUDA events).
 2. Throughput of a training step of the pre-activation net (images/s and share of that
@@ -25,7 +25,7 @@ import train_convnet_pytorch
 from benchmarks.convnet_step import convnet_training_step
 from benchmarks.timing import seconds_per_call
 from convnet_pytorch import ConvNet
-from experiments.model_size import macs_per_image
+from benchmarks.model_size import macs_per_image
 from torch_training import get_device
 
 SEEDS = (0, 1, 2)
