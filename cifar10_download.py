@@ -9,6 +9,8 @@ cifar-10-batches-py/, holds the batch files); CIFAR10_MD5, that file's MD5 when 
 the official archive's. Bytes go to a '.part' file that is renamed only when complete and
 verified, so an interrupted or corrupt download never leaves a file that looks finished.
 """
+import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -18,11 +20,17 @@ import tempfile
 import urllib.error
 import urllib.request
 
+try:
+    import fcntl  # POSIX file locks: runs started together take turns to download
+except ImportError:  # Windows: no turns
+    fcntl = None
+
 CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
 CIFAR10_MD5 = 'c58f30108f718f92721af3b95e74349a'
 ARCHIVE_NAME = 'cifar-10-python.tar.gz'
 ARCHIVE_FOLDER = 'cifar-10-batches-py'  # the one folder inside the archive
 CHUNK = 1 << 20
+DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)  # the disk's fault, not the network's
 TRAIN_FILES = tuple(f'data_batch_{i}' for i in range(1, 6))
 TEST_FILE = 'test_batch'
 BATCH_FILES = TRAIN_FILES + (TEST_FILE,)
@@ -46,36 +54,57 @@ def maybe_download(data_dir, url=None, md5=None):
     url defaults to $CIFAR10_URL, else the official archive; md5 to $CIFAR10_MD5, else the
     official archive's. The archive is kept beside data_dir, so a second extraction needs
     no download. A folder with some but not all batch files is left alone: loading then
-    names the missing file.
+    names the missing file. Runs started together into one folder take turns: one downloads,
+    the others wait for it and find the files there.
     """
     url = url or os.environ.get('CIFAR10_URL') or CIFAR10_URL
     md5 = (md5 or os.environ.get('CIFAR10_MD5') or CIFAR10_MD5).lower()
-    if not data_dir or os.path.isfile(data_dir):
-        raise CIFAR10Error(f"--data_dir {data_dir!r} is {'a file' if data_dir else 'empty'}; pass the folder that "
-                           'holds (or is to hold) the CIFAR-10 batch files')
-    if any(os.path.exists(os.path.join(data_dir, name)) for name in BATCH_FILES):
+    if not data_dir or os.path.lexists(data_dir) and not os.path.isdir(data_dir):
+        raise CIFAR10Error(f"--data_dir {data_dir!r} is {'a file or a link to no folder' if data_dir else 'empty'}; "
+                           'pass the folder that holds (or is to hold) the CIFAR-10 batch files')
+    if _has_batch_files(data_dir):
         return
-    parent = os.path.dirname(os.path.abspath(data_dir))
+    parent = os.path.dirname(os.path.normpath(data_dir)) or '.'
     try:
         os.makedirs(parent, exist_ok=True)
+        folder = os.open(parent, os.O_RDONLY)  # the parent folder itself is the lock: no lock file to leave behind
     except OSError as err:
-        raise CIFAR10Error(f"cannot create folder '{parent}' for CIFAR-10 ({err.strerror}); "
-                           'pass a writable --data_dir') from None
-    archive = os.path.join(parent, ARCHIVE_NAME)
-    if not (os.path.isfile(archive) and file_md5(archive) == md5):
-        download_file(url, archive, md5, data_dir)
-    extract_archive(archive, data_dir)
+        raise CIFAR10Error(_cannot_write(parent, err)) from None
+    try:
+        if fcntl:
+            try:
+                fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                print(f"waiting for another run's download of CIFAR-10 into '{parent}'", file=sys.stderr)
+                fcntl.flock(folder, fcntl.LOCK_EX)
+        if _has_batch_files(data_dir):  # the run we waited for has put them there
+            return
+        archive = os.path.join(parent, ARCHIVE_NAME)
+        if not (os.path.isfile(archive) and file_md5(archive) == md5):
+            download_file(url, archive, md5, data_dir)
+        extract_archive(archive, data_dir)
+    finally:
+        os.close(folder)  # and the lock with it
+
+
+def _has_batch_files(data_dir):
+    return any(os.path.exists(os.path.join(data_dir, name)) for name in BATCH_FILES)
+
+
+def _cannot_write(folder, err):
+    return (f"cannot write into '{folder}' ({err.strerror or err}); free some space or make it writable, or pass "
+            'another --data_dir (data_dir= from Python)')
 
 
 def download_file(url, path, md5, data_dir):
     """Download url to path with a progress bar; keep it only if it is complete and its MD5 matches."""
     from tqdm import tqdm
-    partial = path + '.part'
+    partial = f'{path}.{os.getpid()}.part'  # this process's own: another run's download never mixes with it
     digest, received, total = hashlib.md5(), 0, None
-    by_hand = (f"download {url} by hand and extract it so that '{data_dir}' holds the batch files, "
-               'or pass --data_dir')
+    by_hand = (f"download {url} by hand and extract it so that '{data_dir}' holds the batch files, or point "
+               '--data_dir (data_dir= from Python) at a copy you have')
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, 'wb') as out:
+        with open(partial, 'wb') as out, urllib.request.urlopen(url, timeout=60) as response:  # a disk first
             total = int(response.headers.get('Content-Length') or 0) or None
             with tqdm(total=total, unit='B', unit_scale=True, unit_divisor=1024,
                       desc=f'downloading {os.path.basename(path)}', file=sys.stderr) as bar:
@@ -86,6 +115,8 @@ def download_file(url, path, md5, data_dir):
                     bar.update(len(chunk))
     except (urllib.error.URLError, OSError, ValueError) as err:
         _remove(partial)
+        if getattr(err, 'errno', None) in DISK_ERRORS:
+            raise CIFAR10Error(_cannot_write(os.path.dirname(path) or '.', err)) from None
         reason = getattr(err, 'reason', None) or err
         raise CIFAR10Error(f'cannot download CIFAR-10 from {url} ({reason}); {by_hand}') from None
     except BaseException:  # Ctrl-C: leave nothing half-written
@@ -109,8 +140,11 @@ def extract_archive(archive, data_dir):
     Only regular files directly inside that folder are written; a member with an
     absolute path, a '..' component, a link or a device aborts before anything lands.
     """
-    data_dir = os.path.abspath(data_dir)
-    staging = tempfile.mkdtemp(prefix='.cifar10-extract-', dir=os.path.dirname(data_dir))
+    parent = os.path.dirname(os.path.normpath(data_dir)) or '.'
+    try:
+        staging = tempfile.mkdtemp(prefix='.cifar10-extract-', dir=parent)
+    except OSError as err:
+        raise CIFAR10Error(_cannot_write(parent, err)) from None
     try:
         with tarfile.open(archive, 'r:gz') as tar:
             for member in tar:
@@ -127,14 +161,14 @@ def extract_archive(archive, data_dir):
         os.makedirs(data_dir, exist_ok=True)
         for name in os.listdir(staging):
             os.replace(os.path.join(staging, name), os.path.join(data_dir, name))
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise CIFAR10Error(f"cannot extract '{archive}' ({err}); delete it and run again") from None
+    except (tarfile.TarError, EOFError) as err:
+        raise CIFAR10Error(f"'{archive}' is damaged ({err}); delete it and run again") from None
+    except OSError as err:  # the disk, not the archive: keep the archive
+        raise CIFAR10Error(_cannot_write(parent, err)) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def _remove(path):
-    try:
+    with contextlib.suppress(OSError):  # absent, or on a disk that refuses even this: nothing more to do
         os.remove(path)
-    except FileNotFoundError:
-        pass

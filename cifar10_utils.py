@@ -90,7 +90,7 @@ class _CIFAR10Unpickler(pickle.Unpickler):
 # --------------------------------------------------------------------------- loading
 
 def _refuse(path, problem, advice=None):
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(path) or '.'
     advice = advice or f"delete the folder '{folder}' and run again to download a fresh copy"
     raise CIFAR10Error(f"CIFAR-10 batch file '{path}' {problem}; {advice}")
 
@@ -155,14 +155,15 @@ def load_cifar10_files(cifar10_folder):
 def _check_folder(cifar10_folder):
     if not os.path.isdir(cifar10_folder):
         raise CIFAR10Error(f"'{cifar10_folder}' is {'a file' if os.path.exists(cifar10_folder) else 'missing'}, not a "
-                           'folder with the CIFAR-10 batch files; pass the cifar-10-batches-py folder as --data_dir')
+                           'folder with the CIFAR-10 batch files; pass the cifar-10-batches-py folder as --data_dir '
+                           '(data_dir= from Python)')
 
 
 def data_source(folder, md5s):
     """What a run records of its data: the folder, each file's MD5, a short fingerprint of all
     six, and whether they are byte for byte the official release."""
     fingerprint = hashlib.sha256(' '.join(md5s[name] for name in BATCH_FILES).encode()).hexdigest()[:16]
-    return {'folder': os.path.abspath(folder), 'fingerprint': fingerprint,
+    return {'folder': folder, 'fingerprint': fingerprint,  # as the user gave it: no machine's absolute path
             'official': all(md5s[name] == OFFICIAL_MD5[name] for name in BATCH_FILES), 'md5': md5s}
 
 
@@ -245,6 +246,14 @@ class DataSet:
             return self._images[start:self._index_in_epoch], self._labels[start:self._index_in_epoch]
         idx = self._order[start:self._index_in_epoch]
         return self._images[idx], self._labels[idx]
+
+    def position(self):
+        """Where the batches stand, (order, index in the epoch, epochs completed): a resumed run goes on from it."""
+        return self._order, self._index_in_epoch, self._epochs_completed
+
+    def set_position(self, order, index_in_epoch, epochs_completed):
+        self._order, self._index_in_epoch, self._epochs_completed = np.asarray(order), int(index_in_epoch), int(
+            epochs_completed)
 
 
 class DataSplits(dict):

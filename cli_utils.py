@@ -1,9 +1,6 @@
-"""The command line of the training scripts: argparse with one-line errors, the flags all scripts
-share, presets, and run_cli (exit statuses). NumPy-only.
-
-Each script writes every default once, in its settings block: train()'s keyword arguments default to
-those constants, and the flags' help shows them. The parser keeps only the flags given, so a preset is
-a dict beneath them; train() checks every value, from the command line or from Python alike:
+"""The command line of the training scripts, NumPy-only. Each script writes every default once, in its
+settings block: train()'s keyword arguments default to those constants and the help shows them; the parser
+keeps only the flags given, so a preset is a dict beneath them, and train() checks every value:
 
     given = vars(build_parser().parse_args(argv))       # only the flags on the command line
     record = train(**with_preset(given, PRESETS))        # a preset's values, then the flags given
@@ -55,9 +52,11 @@ def add_run_flags(parser, *, learning_rate, max_steps, batch_size, eval_freq, se
     flag(parser, '--data_dir', data_dir, 'folder with the CIFAR-10 batch files (downloaded there if it has none)')
     flag(parser, '--seed', seed, 'random seed (numpy and torch)', type=int)
     parser.add_argument('--output_dir', default=output_dir,
-                        help=f'where history.json, the CSVs and curves.png go (default: {output_dir})')
+                        help=f'where history.json, curves.png and the checkpoints go (default: {output_dir})')
     parser.add_argument('--quiet', dest='progress', action='store_false', default=True,
                         help='no progress bar or evaluation lines')
+    parser.add_argument('--resume', action='store_true', help='go on with the run in --output_dir from its last '
+                        'evaluation, given the same flags; ends as the run would have without a stop')
 
 
 def add_torch_flags(parser, *, optimizer, momentum, weight_decay, scheduler, warmup_steps, label_smoothing, augment,

@@ -1,10 +1,6 @@
-"""Data-parallel training under torchrun, with no flag of our own: launched by torchrun (its
-WORLD_SIZE, RANK and LOCAL_RANK variables), a run uses one process per GPU (or per CPU
-worker), each computing a disjoint share of every step's batch, and rank 0 alone prints,
-draws and writes. Launched plainly, everything here is a no-op for one process.
-
-    torchrun --standalone --nproc_per_node 4 train_convnet_pytorch.py --preset best --data_dir ...
-"""
+"""Data-parallel training under torchrun (`torchrun --standalone --nproc_per_node 4 train_X.py ...`), with no
+flag of our own: one process per GPU (or CPU worker), each computing a disjoint share of every step's batch;
+rank 0 alone prints and writes. Launched plainly, everything here is a no-op for one process."""
 import contextlib
 import os
 
@@ -56,8 +52,8 @@ class Processes:
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
 
     def batch_order(self, seed, device):
-        """A generator that draws one batch order for all processes, while each process's own draws
-        (augmentation, dropout) differ from then on; None for one process (torch's own generator)."""
+        """A generator drawing one batch order for all processes, whose own draws (augmentation, dropout) then
+        differ; None for one process (torch's own generator)."""
         if not self.distributed:
             return None
         torch.manual_seed(seed + self.rank)
@@ -78,8 +74,7 @@ class Processes:
         return self.sum(tensor.clone()) / self.world_size if self.distributed else tensor
 
     def share_buffers(self, module):
-        """Give every process rank 0's buffers (BatchNorm running statistics): each process
-        updated its own from its share of the batch, but evaluation must use one model."""
+        """Give every process rank 0's buffers (BatchNorm statistics, updated by each from its share): one model."""
         if self.distributed:
             for buffer in module.buffers():
                 dist.broadcast(buffer, src=0)

@@ -15,6 +15,7 @@ the experiment scripts and the benchmarks):
 """
 import argparse
 import functools
+import math
 import os
 import pathlib
 import re
@@ -29,7 +30,7 @@ from convnet_pytorch import ConvNet
 from experiments import mlp_sweep, norm_batch_size, tanh_saturation
 from experiments.records import DATA_FLAG as DATA
 from benchmarks.model_size import macs_per_image, n_parameters, network_of
-from experiments.records import RESULTS, ROOT, load_json, markdown_table
+from experiments.records import RESULTS, ROOT, BadRecord, load_json, markdown_table
 from mlp_pytorch import MLP
 from run_records import plot_curves
 
@@ -56,6 +57,8 @@ def value(spec):
     if record is None or (path == 'derived' and key not in record):
         return MISSING
     result = lookup(record, key)
+    if isinstance(result, float) and not math.isfinite(result):
+        raise BadRecord(f"'{path}' gives {result} for {key}: rerun the command that made it")
     return format(result, fmt[0]) if fmt else str(result)
 
 
@@ -133,29 +136,29 @@ def table_runs(runs):
 
 CONVNET_RUNS = [
     ('Table 1 (vgg), defaults', 'convnet_vgg_default',
-     f'python train_convnet_pytorch.py {DATA} --output_dir docs/results/convnet_vgg_default'),
+     f'python train_convnet_pytorch.py {DATA} --output_dir runs/convnet_vgg_default'),
     ('pre-activation, defaults', 'convnet_preact_default',
-     f'python train_convnet_pytorch.py --arch preact {DATA} --output_dir docs/results/convnet_preact_default'),
+     f'python train_convnet_pytorch.py --arch preact {DATA} --output_dir runs/convnet_preact_default'),
     ('Table 1, --preset cpu', 'convnet_vgg_preset_cpu',
-     f'python train_convnet_pytorch.py --preset cpu {DATA} --output_dir docs/results/convnet_vgg_preset_cpu'),
+     f'python train_convnet_pytorch.py --preset cpu {DATA} --output_dir runs/convnet_vgg_preset_cpu'),
     # GPU runs (device auto picks cuda)
     ('pre-activation, --preset best (60 epochs)', 'convnet_preact_preset_best',
-     f'python train_convnet_pytorch.py --preset best {DATA} --output_dir docs/results/convnet_preact_preset_best'),
+     f'python train_convnet_pytorch.py --preset best {DATA} --output_dir runs/convnet_preact_preset_best'),
     ('Table 1, --preset best --arch vgg (60 epochs)', 'convnet_vgg_preset_best',
-     f'python train_convnet_pytorch.py --preset best --arch vgg {DATA} --output_dir docs/results/convnet_vgg_preset_best'),
+     f'python train_convnet_pytorch.py --preset best --arch vgg {DATA} --output_dir runs/convnet_vgg_preset_best'),
     ('pre-activation, --preset best --epochs 30', 'convnet_preact_best_30ep',
-     f'python train_convnet_pytorch.py --preset best --epochs 30 {DATA} --output_dir docs/results/convnet_preact_best_30ep'),
+     f'python train_convnet_pytorch.py --preset best --epochs 30 {DATA} --output_dir runs/convnet_preact_best_30ep'),
     ('Table 1, --preset best --arch vgg --epochs 30', 'convnet_vgg_best_30ep',
      f'python train_convnet_pytorch.py --preset best --arch vgg --epochs 30 {DATA} '
-     '--output_dir docs/results/convnet_vgg_best_30ep'),
+     '--output_dir runs/convnet_vgg_best_30ep'),
 ]
 MLP_RUNS = [
     ('NumPy MLP, defaults', 'mlp_numpy_default',
-     f'python train_mlp_numpy.py {DATA} --output_dir docs/results/mlp_numpy_default'),
+     f'python train_mlp_numpy.py {DATA} --output_dir runs/mlp_numpy_default'),
     ('PyTorch MLP, defaults', 'mlp_pytorch_default',
-     f'python train_mlp_pytorch.py {DATA} --output_dir docs/results/mlp_pytorch_default'),
+     f'python train_mlp_pytorch.py {DATA} --output_dir runs/mlp_pytorch_default'),
     ('PyTorch MLP, --preset best', 'mlp_pytorch_best',
-     f'python train_mlp_pytorch.py --preset best {DATA} --output_dir docs/results/mlp_pytorch_best'),
+     f'python train_mlp_pytorch.py --preset best {DATA} --output_dir runs/mlp_pytorch_best'),
 ]
 
 
@@ -229,13 +232,13 @@ def readme_results():
          MLP_RUNS[0][2]),
         ('NumPy MLP default run, 1400 steps + 14 test evaluations: time (median); share of sgemm peak',
          f"{v('bench_mlp_numpy.json', 'median_time_s', '.2f')} s; {v('bench_mlp_numpy.json', 'median_fraction_of_peak', '.0%')}",
-         f'python -m benchmarks.bench_mlp_numpy {DATA} --json bench_mlp_numpy.json'),
+         f'python -m benchmarks.bench_mlp_numpy {DATA} --json runs/bench_mlp_numpy.json'),
         ('Loading all six batch files into float32, with the safe unpickler, checks and MD5 fingerprint '
          '(median); × the plain-pickle loader it replaced (median within-round ratio)',
          f"{v('bench_load.json', 'median_s.this checkout', '.2f')} s; "
          f"{v('bench_load.json', 'median_round_ratio', '.2f')}×",
-         f'git worktree add /tmp/before e52992d; python -m benchmarks.bench_load {DATA} --compare_with /tmp/before '
-         '--repeats 15 --json bench_load.json'),
+         f'git worktree add ../before e52992d; python -m benchmarks.bench_load {DATA} --compare_with ../before '
+         '--repeats 15 --json runs/bench_load.json'),
         ('PyTorch MLP, defaults: final (best) test accuracy',
          f"{run('mlp_pytorch_default', 'final_test_accuracy')} ({run('mlp_pytorch_default', 'best_test_accuracy')})",
          MLP_RUNS[1][2]),
@@ -247,7 +250,7 @@ def readme_results():
          f"{v('bench_mlp_numpy_vs_pytorch.json', 'median_round_ratio_pytorch_to_numpy', '.2f')}; "
          f"{v('bench_mlp_numpy_vs_pytorch.json', 'rounds_pytorch_faster')} of {v('bench_mlp_numpy_vs_pytorch.json', 'repeats')}",
          f"python -m benchmarks.bench_mlp_numpy_vs_pytorch {DATA} --repeats {v('bench_mlp_numpy_vs_pytorch.json', 'repeats')} "
-         '--json bench_mlp_numpy_vs_pytorch.json'),
+         '--json runs/bench_mlp_numpy_vs_pytorch.json'),
         ('PyTorch MLP, --preset best: final (best) test accuracy; wall time',
          f"{run('mlp_pytorch_best', 'final_test_accuracy')} ({run('mlp_pytorch_best', 'best_test_accuracy')}); "
          f"{v('mlp_pytorch_best/history.json', 'summary.time_s', '.0f')} s", MLP_RUNS[2][2]),
@@ -257,7 +260,7 @@ def readme_results():
          f"{v('bench_layernorm.json', 'rows.1.vs_autograd', '.2f')}×; "
          f"{v('bench_layernorm.json', 'rows.4.vs_F_layer_norm', '.2f')}× and "
          f"{v('bench_layernorm.json', 'rows.4.vs_autograd', '.2f')}×",
-         'python -m benchmarks.bench_layernorm --json bench_layernorm.json'),
+         'python -m benchmarks.bench_layernorm --json runs/bench_layernorm.json'),
     ]
     rows.append(('Transfer pipeline, ResNet-18 from random weights (--weights none), 400 steps of 64 on 2-core CPU: '
                  'test accuracy; wall time; train images/s',
@@ -265,7 +268,7 @@ def readme_results():
                  f"{v('transfer_resnet18_scratch/history.json', 'summary.time_s', '.0f')} s; "
                  f"{v('transfer_resnet18_scratch/history.json', 'summary.train_images_per_s', '.0f')}",
                  f'python train_transfer.py --weights none --max_steps 400 --batch_size 64 --eval_freq 200 {DATA} '
-                 '--output_dir docs/results/transfer_resnet18_scratch'))
+                 '--output_dir runs/transfer_resnet18_scratch'))
     for label, run_name, command in CONVNET_RUNS:
         record = load(os.path.join(run_name, 'history.json'))
         where = f' on {machine(record)}' if record else ''
@@ -303,6 +306,13 @@ def render(draw_figures=False):
 
 
 def main(argv=None):
+    try:
+        build(argv)
+    except BadRecord as err:
+        sys.exit(f'make_report.py: error: {err}')
+
+
+def build(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--check', action='store_true', help='only compare docs/report.md with the records')
     args = parser.parse_args(argv)

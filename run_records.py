@@ -10,16 +10,17 @@
                 run.evaluate(step, test_loss, test_accuracy)  # the record is saved at once
     return run.record
 
-Leaving the block ends the run as 'completed', 'interrupted' (Ctrl-C, SIGTERM), 'diverged' or
-'failed' (any other exception, raised again as RunFailed); the record is saved every time, whole
-(Ctrl-C waits): history.json (strict JSON), train.csv, test.csv, curves.png.
+Leaving the block ends the run as 'completed', 'interrupted' (Ctrl-C, SIGTERM), 'diverged' or 'failed'
+(any other exception, raised again as RunFailed); the record (history.json, strict JSON, and curves.png)
+is saved every time, whole. With resume=True the record so far is read back (its settings must be these)
+and run.start(..., first_step) goes on after the state the loop wrote with run.writing('state.pt').
 """
 import contextlib
-import csv
 import io
 import json
 import math
 import os
+import pathlib
 import platform
 import re
 import signal
@@ -31,7 +32,7 @@ import numpy as np
 from matplotlib.figure import Figure  # a figure without pyplot: saving one changes no backend or global state
 from tqdm import tqdm
 
-from training_utils import RunError, RunFailed, SettingsError
+from training_utils import RunError, RunFailed, SettingsError, require
 
 try:
     import fcntl  # POSIX file locks
@@ -41,7 +42,7 @@ except ImportError:  # Windows: runs are not locked
 LOG_EVERY = 50  # steps between reads of the losses (one host sync each on a GPU) and divergence checks
 DIVERGENCE_FACTOR = 10  # a mean loss this many times the first one (at least 1) means divergence
 DECIMALS = 6  # per-step numbers to 6 decimals: ample for curves, and long runs keep small records
-LOCK_NAME = '.run.lock'
+LOCK = '.run.lock'
 
 
 class Diverged(Exception):
@@ -52,16 +53,14 @@ class RunRecord:
     """Config, data source, per-step training loss and accuracy, test evaluations and status of a run.
     output_dir None: kept in memory only; silent: print nothing (a data-parallel run's other processes)."""
 
-    def __init__(self, output_dir, config, *, progress=True, silent=False, environment=None):
+    def __init__(self, output_dir, config, *, progress=True, silent=False, environment=None, resume=False):
         self.output_dir, self.config, self.progress, self.silent = output_dir, dict(config), progress, silent
+        self.resume, self.data, self.improved = resume, None, False  # improved: the last evaluation is the best yet
         self.environment = {'python': platform.python_version(), 'numpy': np.__version__,
                             'platform': platform.platform(), 'cpu_count': os.cpu_count(),
                             'date': time.strftime('%Y-%m-%d %H:%M:%S'), **(environment or {})}
-        self.data = None  # which files the run read (cifar10_utils.DataSplits.source)
-        self.train = {'step': [], 'loss': [], 'accuracy': []}
-        self.test = {'step': [], 'loss': [], 'accuracy': []}
+        self.train, self.test = {'step': [], 'loss': [], 'accuracy': []}, {'step': [], 'loss': [], 'accuracy': []}
         self.status, self.error, self.time_s, self.eval_time_s = 'running', None, 0.0, 0.0
-        self.improved = False  # the last evaluation is the best so far
         self._pending, self._bar, self._lock = [], None, None  # _pending: (step, loss, accuracy) not read yet
 
     def __enter__(self):
@@ -71,12 +70,12 @@ class RunRecord:
             self._created = not os.path.exists(path)
             try:
                 os.makedirs(path, exist_ok=True)
-                self._lock = open(os.path.join(path, LOCK_NAME), 'a+')
+                self._lock = open(os.path.join(path, LOCK), 'a+')
             except (FileExistsError, NotADirectoryError):
                 raise SettingsError(f"--output_dir '{path}' is a file or lies under one; choose a folder path") from None
             except OSError as err:
-                raise SettingsError(f"--output_dir '{path}' cannot be written ({err.strerror}); "
-                                    'choose a writable folder') from None
+                raise SettingsError(f"--output_dir '{path}' cannot be written ({err.strerror}); choose a writable "
+                                    'folder') from None
             try:
                 if fcntl:
                     fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -84,14 +83,45 @@ class RunRecord:
                 self._lock.close()
                 raise RunError(f"--output_dir '{path}' is in use by another run; wait for it to end or choose "
                                'another folder') from None
+            for name in os.listdir(path):  # what a killed run left half-written: this run holds the folder now
+                if name.endswith('.tmp'):
+                    os.remove(os.path.join(path, name))
+        try:
+            if self.resume:
+                self._read_back()
+        except SettingsError:
+            self._release()
+            raise
         return self
 
-    def start(self, max_steps, eval_freq, data=None):
-        """Training begins: the clock and the progress bar start."""
+    def _read_back(self):
+        """--resume: the record so far, of a run with these settings (SettingsError in one line otherwise)."""
+        path = os.path.join(self.output_dir, 'history.json')
+        try:
+            saved = json.loads(pathlib.Path(path).read_text())
+            config, self.train, self.test, summary = saved['config'], saved['train'], saved['test'], saved['summary']
+        except FileNotFoundError:
+            raise SettingsError(f"--resume: '{self.output_dir}' holds no run to resume; run without --resume") from None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise SettingsError(f"--resume: '{path}' cannot be read ({type(err).__name__}); delete the folder and run "
+                                'without --resume') from None
+        changed = [f'--{key} ({config.get(key)!r} then, {value!r} now)' for key, value in self.config.items()
+                   if config.get(key) != value]
+        require(not changed, f"--resume: {', '.join(changed)} differ from the run in '{self.output_dir}'; resume it "
+                             'with the same flags, or start a new run in another --output_dir')
+        self.time_s, self.eval_time_s = summary['time_s'], summary['eval_time_s']
+
+    def start(self, max_steps, eval_freq, data=None, first_step=1):
+        """Training begins (at first_step, when resumed from the state of step first_step - 1): the clock and
+        the progress bar start; what the record holds of later steps is dropped, as they will be run again."""
         self.max_steps, self.eval_freq, self.data = max_steps, eval_freq, data
-        self._bar = tqdm(total=max_steps, desc=self.config.get('name'), disable=None if self.progress else True,
-                         file=sys.stderr, dynamic_ncols=True)
-        self._start = self._mark = time.perf_counter()
+        for history in (self.train, self.test):
+            kept = sum(step < first_step for step in history['step'])
+            for values in history.values():
+                del values[kept:]
+        self._bar = tqdm(total=max_steps, initial=first_step - 1, desc=self.config.get('name'),
+                         disable=None if self.progress else True, file=sys.stderr, dynamic_ncols=True)
+        self._start = self._mark = time.perf_counter() - self.time_s
 
     def log(self, step, loss, accuracy=None):
         """A step's batch loss and accuracy: floats or 0-dim tensors, read (float()) only every LOG_EVERY
@@ -145,26 +175,31 @@ class RunRecord:
         with contextlib.suppress(Exception):
             self._read_pending()  # the steps since the last read (a divergence among them changes nothing now)
         self.time_s = time.perf_counter() - self._start
-        if self.output_dir:
-            self.save()
-        self._release()
-        where, s = f'; record saved in {self.output_dir}' if self.output_dir else '', self.summary()
-        line = f"{self.config.get('name', 'run')}: run {self.status} after step {s['steps']}"
+        s = self.summary()
+        name, saved = self.config.get('name', 'run'), f'; record saved in {self.output_dir}' if self.output_dir else ''
+        try:
+            if self.output_dir:
+                self.save()
+        except RunError as err:  # the disk refused the record: the run can call itself nothing else
+            raise RunError(f"{name}: run stopped after step {s['steps']}, its record not saved: {err}") from None
+        finally:
+            self._release()
         if self.status == 'failed':
-            raise RunFailed(f'{line} ({self.error}){where}') from error
+            raise RunFailed(f"{name}: run failed after step {s['steps']} ({self.error}){saved}") from error
         if not self.silent and self.status != 'completed':
-            print(line + (f': {self.error}' if self.error else '') + where, file=sys.stderr)
+            reason = f': {self.error}' if self.error else ''
+            print(f"{name}: run {self.status} after step {s['steps']}{reason}{saved}", file=sys.stderr)
         elif not self.silent and self.progress and s['final_test_accuracy'] is not None:
             print(f"final test accuracy {s['final_test_accuracy']:.4f} (best {s['best_test_accuracy']:.4f} at step "
-                  f"{s['best_step']}), {s['time_s']:.1f} s" + (f'; saved to {self.output_dir}' if where else ''))
+                  f"{s['best_step']}), {s['time_s']:.1f} s" + (f'; saved to {self.output_dir}' if saved else ''))
         return kind is not None and issubclass(kind, (KeyboardInterrupt, Diverged))
 
     def _release(self):
         """Unlock the folder; one this run created and left empty (it stopped before writing) goes too."""
         if self._lock is not None:
             self._lock.close()
-            if self._created and os.listdir(self.output_dir) == [LOCK_NAME]:
-                os.remove(os.path.join(self.output_dir, LOCK_NAME))
+            if self._created and os.listdir(self.output_dir) == [LOCK]:
+                os.remove(os.path.join(self.output_dir, LOCK))
                 os.rmdir(self.output_dir)
 
     def summary(self):
@@ -175,13 +210,13 @@ class RunRecord:
                 'final_test_loss': finite_or_none(self.test['loss'][-1]) if acc else None,
                 'best_test_accuracy': acc[best] if acc else None, 'best_step': self.test['step'][best] if acc else None,
                 'time_s': round(self.time_s, 3), 'eval_time_s': round(self.eval_time_s, 3),
-                'train_images_per_s': round(steps * self.config['batch_size'] / train_time, 1) if steps else None,
+                'train_images_per_s': round(steps * self.config['batch_size'] / train_time, 1) if train_time > 0 else None,
                 **{f'final_test_{name}': values[-1] for name, values in self.test.items()
                    if name not in ('step', 'loss', 'accuracy') and values}}
 
     @property
     def record(self):
-        """The record as plain data, as history.json holds it."""
+        """The record as plain data, as history.json holds it (a number that is not finite as null)."""
         train = {key: [finite_or_none(v if key == 'step' or v is None else round(v, DECIMALS)) for v in values]
                  for key, values in self.train.items()}
         test = {key: [finite_or_none(v) for v in values] for key, values in self.test.items()}
@@ -189,28 +224,40 @@ class RunRecord:
                 'environment': self.environment}
 
     def save(self, plot=True):
-        """Write history.json, train.csv, test.csv and (if plot) curves.png; Ctrl-C waits until all are written."""
-        record = self.record
+        """Write curves.png (if plot), then history.json, which vouches for it: a save the disk refuses leaves
+        the last record as it was. Ctrl-C waits until both are written."""
+        record, png = self.record, io.BytesIO()
+        if plot:
+            plot_curves(record, png)
+        text = json.dumps(record, indent=1, allow_nan=False)  # strict JSON; a list of numbers on one line:
+        text = re.sub(r'\[\n\s*([^\[\]{}]*?)\n\s*\]', lambda m: '[' + re.sub(r',\n\s*', ', ', m.group(1)) + ']', text)
         with signals_deferred():
-            write_atomically(os.path.join(self.output_dir, 'history.json'), record_json(record))
-            for split in ('train', 'test'):
-                text = io.StringIO()
-                csv.writer(text).writerows([list(record[split]), *zip(*record[split].values())])  # None: empty cell
-                write_atomically(os.path.join(self.output_dir, f'{split}.csv'), text.getvalue())
-            if plot:
-                with replacing(os.path.join(self.output_dir, 'curves.png')) as partial:
-                    plot_curves(record, partial)
+            for name, content in (('curves.png', png.getvalue()), ('history.json', text.encode())):
+                if content:
+                    with self.writing(name) as partial, open(partial, 'wb') as f:
+                        f.write(content)
+
+    @contextlib.contextmanager
+    def writing(self, name):
+        """A temporary path for output_dir/name, moved onto it once the block has written it, and removed if
+        the block fails (never half a file); a disk that refuses the write ends the run in one line."""
+        path = os.path.join(self.output_dir, name)
+        partial = f'{path}.{os.getpid()}.tmp'
+        try:
+            yield partial
+            os.replace(partial, path)
+        except BaseException as err:
+            with contextlib.suppress(OSError):
+                os.remove(partial)
+            if isinstance(err, OSError):
+                raise RunError(f"cannot write '{path}' ({err.strerror or err}); free some space or make the folder "
+                               'writable, then run again with --resume') from None
+            raise
 
 
 def finite_or_none(value):
     """JSON has no NaN or Infinity: such numbers are stored as null."""
     return value if value is None or math.isfinite(value) else None
-
-
-def record_json(record):
-    """Strict JSON text of a run record (NaN/Infinity refused): indented, each list of numbers on one line."""
-    text = json.dumps(record, indent=1, allow_nan=False)
-    return re.sub(r'\[\n\s*([^\[\]{}]*?)\n\s*\]', lambda m: '[' + re.sub(r',\n\s*', ', ', m.group(1)) + ']', text)
 
 
 @contextlib.contextmanager
@@ -231,19 +278,6 @@ def signals_deferred():
         raise KeyboardInterrupt
 
 
-@contextlib.contextmanager
-def replacing(path):
-    """A temporary path beside `path`, moved onto it once the block has written it: never half a file."""
-    partial = f'{path}.{os.getpid()}.tmp'
-    yield partial
-    os.replace(partial, path)
-
-
-def write_atomically(path, text):
-    with replacing(path) as partial, open(partial, 'w', newline='') as f:
-        f.write(text)
-
-
 def plot_curves(record, path, title=None):
     """Loss and accuracy against step, drawn from a run record into a PNG file."""
     fig = Figure(figsize=(11, 4))
@@ -255,18 +289,16 @@ def plot_curves(record, path, title=None):
 
 def draw_curves(record, ax_loss, ax_acc, label=''):
     """A record's loss and accuracy in two matplotlib axes; `label` names the run in the legends. Training:
-    each batch's value (faint; in training mode, on the batch as trained) and their moving average
-    over 2% of the run; test: the eval-mode network on the whole test set at each evaluation."""
-    config, train, test, name = record['config'], record['train'], record['test'], f'{label}: ' if label else ''
-    as_trained = ([f"label smoothing {config['label_smoothing']}"] if config.get('label_smoothing') else []) + (
-        ['augmented'] if config.get('augment') else [])
+    each batch's value (faint; in training mode, on the batch as trained: augmented, label-smoothed) and
+    their moving average over 2% of the run; test: the eval-mode network on the whole test set."""
+    name, train, test = f'{label}: ' if label else '', record['train'], record['test']
     for ax, key in ((ax_loss, 'loss'), (ax_acc, 'accuracy')):
         values = np.asarray(train.get(key, []), dtype=np.float64)  # None (a diverged loss) -> NaN: drawn up to it
         steps, finite = np.asarray(train['step'])[:len(values)], np.isfinite(values)
         n, window = finite.sum(), max(1, finite.sum() // 50)
         if n:
             average = np.convolve(values[finite], np.ones(window))[:n] / np.minimum(np.arange(1, n + 1), window)
-            line, = ax.plot(steps[finite], average, label=f'{name}train' + (f" ({', '.join(as_trained)})" * bool(as_trained)))
+            line, = ax.plot(steps[finite], average, label=f'{name}train (per batch, moving average)')
             ax.plot(steps[finite], values[finite], color=line.get_color(), alpha=0.2, lw=0.8)
         ax.plot(test['step'], np.asarray(test[key], dtype=np.float64), 'o-', ms=3, label=f'{name}test')
         ax.set(xlabel='step', ylabel=key, title=key)

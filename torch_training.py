@@ -1,17 +1,12 @@
-"""What the PyTorch training scripts share: the device, the data as tensors on it, mini-batches and
-augmentation drawn there, evaluation, optimizers, schedules and the best checkpoint. Each script's
-own train() holds its training loop and calls these."""
+"""What the PyTorch training loops call: the device, the data as tensors on it, mini-batches and augmentation
+drawn there, evaluation, optimizers, schedules, and the checkpoints a run saves and resumes from."""
 import math
 import os
 
 import torch
 from torch.optim import lr_scheduler
 
-from run_records import replacing, signals_deferred
-from training_utils import OPTIMIZERS, SCHEDULERS, SettingsError, check_fits_in_memory, check_warmup, require, require_choice
-
-BYTES_PER_PARAMETER = 16  # float32 weight, gradient and two optimizer moments
-
+from training_utils import OPTIMIZERS, SCHEDULERS, RunError, SettingsError, check_warmup, require, require_choice
 
 def get_device(name='auto'):
     """torch.device for 'auto' (cuda, then mps, then cpu) or a name; SettingsError for a name torch does
@@ -20,20 +15,12 @@ def get_device(name='auto'):
         return torch.device('cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu')
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise SettingsError(f'unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps') from None
+        torch.empty(0, device=device)  # fails where this machine has no such device
+    except (RuntimeError, AssertionError):
+        raise SettingsError(f'device {name!r} is not available on this machine; use auto, cpu, cuda, cuda:N or mps '
+                            f'(it has {torch.cuda.device_count() or "no"} CUDA GPU(s))') from None
     require(device.type in ('cpu', 'cuda', 'mps'), f'device {name!r} is not supported; use auto, cpu, cuda, cuda:N or mps')
-    require(device.type != 'cuda' or (device.index or 0) < torch.cuda.device_count(),
-            f'device {name!r} is not available: this machine has {torch.cuda.device_count() or "no"} CUDA GPU(s)')
-    require(device.type != 'mps' or torch.backends.mps.is_available(), f'device {name!r} is not available here')
     return device
-
-
-def check_memory(n_parameters, device):
-    """Refuse a network whose weights, gradients and optimizer state exceed the device's (free) memory."""
-    if device.type != 'mps':
-        check_fits_in_memory(n_parameters * BYTES_PER_PARAMETER, str(device),
-                             torch.cuda.mem_get_info(device)[0] if device.type == 'cuda' else None)
 
 
 def environment(device):
@@ -56,7 +43,6 @@ class TensorBatches:
     share, and each gathers and augments only its `shard` of every batch."""
 
     def __init__(self, images, labels, batch_size, augment=None, generator=None, shard=None):
-        require(0 < batch_size <= len(images), f'batch_size must be in 1..{len(images)}, got {batch_size}')
         self.images, self.labels, self.batch_size, self.augment = images, labels, batch_size, augment
         self.generator, self.shard = generator, shard
         self.order, self.position = None, len(images)  # position: where the next batch starts in the order
@@ -143,9 +129,38 @@ def make_scheduler(name, optimizer, total_steps, warmup_steps=0):
     return lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def save_best(run, model, config):
-    """After an evaluation that beat every earlier one: the model's state_dict and the config to
-    output_dir/best_model.pt, through a temporary file with Ctrl-C held (never half a checkpoint)."""
-    if run.improved and run.output_dir:
-        with signals_deferred(), replacing(os.path.join(run.output_dir, 'best_model.pt')) as partial:
-            torch.save({'state_dict': model.state_dict(), 'config': config}, partial)
+def save_state(run, step, model, optimizer, scheduler, ema, batches):
+    """At an evaluation, into output_dir: state.pt, all a resumed run needs to go on exactly as this one does
+    (weights, optimizer, schedule, weight average, batch order, torch's random state), and after an evaluation
+    that beat every earlier one best_model.pt, the evaluated weights with the run's config. Both whole, always."""
+    if run.output_dir and run.improved:
+        with run.writing('best_model.pt') as partial:
+            torch.save({'state_dict': (ema.module if ema else model).state_dict(), 'config': run.config}, partial)
+    if run.output_dir:
+        state = {'step': step, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
+                 'scheduler': scheduler.state_dict(), 'ema': ema.state_dict() if ema else None,
+                 'batch_order': batches.order, 'batch_position': batches.position, 'rng': torch.get_rng_state(),
+                 'cuda_rng': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        with run.writing('state.pt') as partial:
+            torch.save(state, partial)
+
+
+def load_state(run, model, optimizer, scheduler, ema, batches):
+    """Restore what save_state wrote into these objects and return its step (RunError in one line if there is
+    no state or it does not fit); tensors only, read with weights_only=True."""
+    path = os.path.join(run.output_dir, 'state.pt')
+    try:
+        state = torch.load(path, map_location=batches.images.device, weights_only=True)
+        model.load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        if ema:
+            ema.load_state_dict(state['ema'])
+        batches.order, batches.position = state['batch_order'], state['batch_position']
+        torch.set_rng_state(state['rng'].cpu())
+        if state['cuda_rng']:
+            torch.cuda.set_rng_state_all([rng.cpu() for rng in state['cuda_rng']])
+    except Exception as err:  # noqa: BLE001 (missing, truncated or foreign: one line, then stop)
+        raise RunError(f"--resume: cannot restore '{path}' ({type(err).__name__}); delete the folder and run "
+                       'again without --resume') from None
+    return state['step']

@@ -6,9 +6,9 @@
     python train_convnet_pytorch.py --preset cpu --data_dir ...       # the same recipe on Table 1, cut to 4 epochs
 
 Defaults are the assignment's: Adam, lr 1e-4, batch 32, 5000 steps, test evaluation
-every 500 steps. Device auto (cuda, mps, cpu). On CUDA: bf16 channels_last,
-the data set held on the GPU, no per-step host sync. Writes history.json, CSVs,
-curves.png and the best model's state_dict (best_model.pt) into --output_dir.
+every 500 steps. Device auto (cuda, mps, cpu). On CUDA: bf16 autocast, channels_last,
+the data set held on the GPU, no per-step host sync. Writes history.json,
+curves.png, the best model's state_dict (best_model.pt) and the state to resume from into --output_dir.
 """
 import math
 
@@ -21,11 +21,11 @@ from cli_utils import ArgumentParser, Switch, add_run_flags, add_torch_flags, fl
 from convnet_pytorch import ARCHS, ConvNet
 from distributed import Processes
 from run_records import RunRecord
-from torch_training import (TensorBatches, environment, evaluate, get_device, make_optimizer,
-                            make_scheduler, random_crop_flip, save_best, to_tensors)
+from torch_training import (TensorBatches, environment, evaluate, get_device, load_state, make_optimizer,
+                            make_scheduler, random_crop_flip, save_state, to_tensors)
 from training_utils import accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets) lives here too)
 from training_utils import (check_batch_size, check_run_settings, check_torch_settings, check_warmup, exit_status,
-                            require_choice)
+                            require, require_choice)
 
 # Settings: each flag's default, written once (the assignment's: Adam, lr 1e-4, batch 32, 5000 steps)
 ARCH = 'vgg'  # Table 1
@@ -60,7 +60,7 @@ def train(*, arch=ARCH, learning_rate=LEARNING_RATE, max_steps=None, batch_size=
           seed=SEED, data_dir=DATA_DIR, optimizer=OPTIMIZER, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
           scheduler=SCHEDULER, warmup_steps=WARMUP_STEPS, label_smoothing=LABEL_SMOOTHING, augment=AUGMENT,
           ema_decay=EMA_DECAY, tta=TTA, epochs=None, device=DEVICE, compile=COMPILE, channels_last=CHANNELS_LAST,
-          output_dir=None, progress=True, data=None):
+          output_dir=None, progress=True, resume=False, data=None):
     """Train a ConvNet and return its record (config, curves, summary with images/s).
 
     The run lasts max_steps (MAX_STEPS if neither is given) or `epochs`. `channels_last`: the
@@ -73,10 +73,13 @@ def train(*, arch=ARCH, learning_rate=LEARNING_RATE, max_steps=None, batch_size=
     check_torch_settings(optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, scheduler=scheduler,
                          warmup_steps=warmup_steps, label_smoothing=label_smoothing, ema_decay=ema_decay)
     require_choice('arch', arch, ARCHS)
+    require(not resume or output_dir, '--resume needs the --output_dir of the run to go on with')
     if epochs is None:  # in epochs, the run's length is known once the data are loaded
-        check_warmup(warmup_steps, max_steps or MAX_STEPS)
+        max_steps = max_steps or MAX_STEPS
+        check_warmup(warmup_steps, max_steps)
     processes = Processes()
     processes.check_batch_size(batch_size)
+    require(not (resume and processes.distributed), '--resume is not supported under torchrun: resume in one process')
     device = get_device(processes.device_name(device))
     channels_last = device.type == 'cuda' if channels_last is None else channels_last
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -87,7 +90,7 @@ def train(*, arch=ARCH, learning_rate=LEARNING_RATE, max_steps=None, batch_size=
                   device=str(device), compile=compile, channels_last=channels_last, world_size=processes.world_size,
                   eval_batch_size=EVAL_BATCH_SIZE)
     with RunRecord(output_dir if processes.is_main else None, config, progress=progress and processes.is_main,
-                   silent=not processes.is_main, environment=environment(device)) as run, processes.joined(device):
+                   silent=not processes.is_main, environment=environment(device), resume=resume) as run, processes.joined(device):
         np.random.seed(seed)
         torch.manual_seed(seed)  # the same initial weights in every process
         if device.type == 'cuda':
@@ -95,8 +98,7 @@ def train(*, arch=ARCH, learning_rate=LEARNING_RATE, max_steps=None, batch_size=
         cifar10 = data if data is not None else cifar10_utils.get_cifar10(data_dir)
         n_train = cifar10['train'].num_examples
         check_batch_size(batch_size, n_train)
-        max_steps = math.ceil(epochs * n_train / batch_size) if epochs else max_steps or MAX_STEPS
-        run.config['max_steps'] = max_steps
+        max_steps = max_steps or math.ceil(epochs * n_train / batch_size)
         train_x, train_y = to_tensors(cifar10['train'], device, memory_format)
         test_x, test_y = to_tensors(cifar10['test'], device, memory_format)
         model = ConvNet(N_CHANNELS, N_CLASSES, arch).to(device, memory_format=memory_format)
@@ -111,9 +113,10 @@ def train(*, arch=ARCH, learning_rate=LEARNING_RATE, max_steps=None, batch_size=
         ema = swa_utils.AveragedModel(model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(ema_decay),
                                       use_buffers=True) if ema_decay else None  # BatchNorm statistics averaged too
         evaluated = ema.module if ema else model
+        first_step = load_state(run, model, optimizer, scheduler, ema, batches) + 1 if resume else 1
 
-        run.start(max_steps, eval_freq, data=getattr(cifar10, 'source', None))
-        for step in range(1, max_steps + 1):
+        run.start(max_steps, eval_freq, data=getattr(cifar10, 'source', None), first_step=first_step)
+        for step in range(first_step, max_steps + 1):
             x, y = batches.next()  # [B, 3, 32, 32] images, [B] class indices, on the device
             with torch.autocast(device.type, torch.bfloat16, enabled=device.type == 'cuda'):  # bf16 on CUDA only
                 logits = forward(x)  # [B, 10]
@@ -128,7 +131,7 @@ def train(*, arch=ARCH, learning_rate=LEARNING_RATE, max_steps=None, batch_size=
             if step % eval_freq == 0 or step == max_steps:
                 run.evaluate(step, *evaluate(evaluated, test_x, test_y, batch_size=EVAL_BATCH_SIZE, flip_tta=tta,
                                              processes=processes))
-                save_best(run, evaluated, run.config)
+                save_state(run, step, model, optimizer, scheduler, ema, batches)
     return run.record
 
 

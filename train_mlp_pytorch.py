@@ -6,7 +6,7 @@
 Same flags and defaults as train_mlp_numpy.py (plain SGD), plus tuning flags:
 optimizer, weight decay, learning-rate schedule, label smoothing, augmentation,
 activation, normalization, dropout, init, ZCA whitening, length in epochs, device.
-Writes history.json, CSVs, curves.png and best_model.pt into --output_dir.
+Writes history.json, curves.png, best_model.pt and the state to resume from into --output_dir.
 """
 import math
 import time
@@ -20,12 +20,12 @@ from cli_utils import ArgumentParser, add_run_flags, add_torch_flags, flag, run_
 from distributed import Processes
 from mlp_pytorch import ACTIVATIONS, INITS, MLP, NORMS
 from run_records import RunRecord
-from torch_training import (TensorBatches, check_memory, environment, evaluate, get_device,
-                            make_optimizer, make_scheduler, random_crop_flip, save_best, to_tensors)
+from torch_training import (TensorBatches, environment, evaluate, get_device, load_state,
+                            make_optimizer, make_scheduler, random_crop_flip, save_state, to_tensors)
 from train_mlp_numpy import BATCH_SIZE, DATA_DIR, DNN_HIDDEN_UNITS, EVAL_FREQ, LEARNING_RATE, MAX_STEPS, SEED
 from training_utils import accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets) lives here too)
-from training_utils import (SettingsError, check_batch_size, check_run_settings, check_torch_settings, check_warmup,
-                            exit_status, hidden_units, is_number, require)
+from training_utils import (SettingsError, check_batch_size, check_fits_in_memory, check_run_settings, check_torch_settings,
+                            check_warmup, exit_status, hidden_units, is_number, require)
 
 # Settings: each flag's default, written once; train() takes the same names. The assignment's flags have the
 # NumPy script's defaults (the same network and training): DNN_HIDDEN_UNITS, LEARNING_RATE, MAX_STEPS (unless
@@ -39,6 +39,7 @@ ZCA_EPS, EMA_DECAY, TTA, DEVICE = None, None, False, 'auto'  # no whitening, no 
 N_INPUTS, N_CLASSES = cifar10_utils.IMAGE_SIZE, cifar10_utils.N_CLASSES
 EVAL_BATCH_SIZE = 10000  # the whole test set in one product, as the NumPy script does: fewer, larger products
 PIXEL_MAX = 255.0  # ZCA works on pixels scaled to [0, 1]
+BYTES_PER_PARAMETER = 16  # float32 weight, gradient and two optimizer moments (Adam)
 
 # Recorded configurations: flag values applied by --preset NAME (flags given still win).
 # 'best' comes from experiments/mlp_sweep.py (docs/report.md, question 2.1).
@@ -77,7 +78,7 @@ def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max
           eval_freq=EVAL_FREQ, seed=SEED, data_dir=DATA_DIR, activation=ACTIVATION, norm=NORM, dropout=DROPOUT,
           init=INIT, optimizer=OPTIMIZER, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, scheduler=SCHEDULER,
           warmup_steps=WARMUP_STEPS, label_smoothing=LABEL_SMOOTHING, augment=AUGMENT, zca_eps=ZCA_EPS,
-          ema_decay=EMA_DECAY, tta=TTA, epochs=None, device=DEVICE, output_dir=None, progress=True, data=None,
+          ema_decay=EMA_DECAY, tta=TTA, epochs=None, device=DEVICE, output_dir=None, progress=True, resume=False, data=None,
           network=None):
     """Train an MLP and return its record (config, curves, summary). The defaults are the NumPy script's.
 
@@ -92,18 +93,22 @@ def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max
     check_torch_settings(optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, scheduler=scheduler,
                          warmup_steps=warmup_steps, label_smoothing=label_smoothing, ema_decay=ema_decay)
     require(zca_eps is None or is_number(zca_eps) and zca_eps > 0, f'zca_eps must be a positive number, got {zca_eps!r}')
+    require(not resume or output_dir, '--resume needs the --output_dir of the run to go on with')
     if epochs is None:  # in epochs, the run's length is known once the data are loaded
-        check_warmup(warmup_steps, max_steps or MAX_STEPS)
+        max_steps = max_steps or MAX_STEPS
+        check_warmup(warmup_steps, max_steps)
     hidden = hidden_units(dnn_hidden_units)
     processes = Processes()
     processes.check_batch_size(batch_size)
+    require(not (resume and processes.distributed), '--resume is not supported under torchrun: resume in one process')
     device = get_device(processes.device_name(device))
-    try:  # built on the meta device (no memory, no random numbers): the MLP checks its options, and counts
+    try:  # built on the meta device (no memory, no random numbers): the MLP checks its options
         with torch.device('meta'):
-            network_shape = MLP(N_INPUTS, hidden, N_CLASSES, activation=activation, norm=norm, dropout=dropout, init=init)
-        check_memory(sum(p.numel() for p in network_shape.parameters()), device)
+            shape = MLP(N_INPUTS, hidden, N_CLASSES, activation=activation, norm=norm, dropout=dropout, init=init)
     except ValueError as err:
         raise SettingsError(str(err)) from None
+    free = torch.cuda.mem_get_info(device)[0] if device.type == 'cuda' else None  # else: the machine's memory
+    check_fits_in_memory(sum(p.numel() for p in shape.parameters()) * BYTES_PER_PARAMETER, str(device), free)
     config = dict(name='mlp_pytorch', dnn_hidden_units=hidden, learning_rate=learning_rate, max_steps=max_steps,
                   batch_size=batch_size, eval_freq=eval_freq, seed=seed, data_dir=data_dir, activation=activation,
                   norm=norm, dropout=dropout, init=init, optimizer=optimizer, momentum=momentum,
@@ -111,7 +116,7 @@ def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max
                   label_smoothing=label_smoothing, augment=augment, zca_eps=zca_eps, ema_decay=ema_decay, tta=tta,
                   epochs=epochs, device=str(device), world_size=processes.world_size, eval_batch_size=EVAL_BATCH_SIZE)
     with RunRecord(output_dir if processes.is_main else None, config, progress=progress and processes.is_main,
-                   silent=not processes.is_main, environment=environment(device)) as run, processes.joined(device):
+                   silent=not processes.is_main, environment=environment(device), resume=resume) as run, processes.joined(device):
         np.random.seed(seed)
         torch.manual_seed(seed)  # the same initial weights in every process
         cifar10 = data if data is not None else cifar10_utils.get_cifar10(data_dir)
@@ -121,8 +126,7 @@ def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max
             run.config['preprocess_s'] = round(time.perf_counter() - start, 2)  # not part of the run's time_s
         n_train = cifar10['train'].num_examples
         check_batch_size(batch_size, n_train)
-        max_steps = math.ceil(epochs * n_train / batch_size) if epochs else max_steps or MAX_STEPS
-        run.config['max_steps'] = max_steps
+        max_steps = max_steps or math.ceil(epochs * n_train / batch_size)
         train_x, train_y = to_tensors(cifar10['train'], device)
         test_x, test_y = to_tensors(cifar10['test'], device)
         model = network if network is not None else MLP(N_INPUTS, hidden, N_CLASSES, activation=activation, norm=norm, dropout=dropout, init=init)
@@ -137,9 +141,10 @@ def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max
         ema = swa_utils.AveragedModel(model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(ema_decay),
                                       use_buffers=True) if ema_decay else None  # BatchNorm statistics averaged too
         evaluated = ema.module if ema else model
+        first_step = load_state(run, model, optimizer, scheduler, ema, batches) + 1 if resume else 1
 
-        run.start(max_steps, eval_freq, data=getattr(cifar10, 'source', None))
-        for step in range(1, max_steps + 1):
+        run.start(max_steps, eval_freq, data=getattr(cifar10, 'source', None), first_step=first_step)
+        for step in range(first_step, max_steps + 1):
             x, y = batches.next()  # [B, 3, 32, 32] images, [B] class indices, on the device
             with torch.autocast(device.type, torch.bfloat16, enabled=device.type == 'cuda'):  # bf16 on CUDA only
                 logits = forward(x)  # [B, 10]
@@ -154,14 +159,15 @@ def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max
             if step % eval_freq == 0 or step == max_steps:
                 run.evaluate(step, *evaluate(evaluated, test_x, test_y, batch_size=EVAL_BATCH_SIZE, flip_tta=tta,
                                              processes=processes))
-                save_best(run, evaluated, run.config)
+                save_state(run, step, model, optimizer, scheduler, ema, batches)
     return run.record
 
 
 def build_parser():
     parser = ArgumentParser(__doc__)
     # the network
-    flag(parser, '--dnn_hidden_units', DNN_HIDDEN_UNITS, "comma-separated hidden layer widths ('' for none)")
+    flag(parser, '--dnn_hidden_units', DNN_HIDDEN_UNITS, "comma-separated hidden layer widths; '' for none, which "
+         'is logistic regression on raw pixels and needs about --learning_rate 1e-6 (the default diverges)')
     flag(parser, '--activation', ACTIVATION, 'activation after each hidden layer', choices=sorted(ACTIVATIONS))
     flag(parser, '--norm', NORM, 'normalization after each hidden Linear', choices=list(NORMS))
     flag(parser, '--dropout', DROPOUT, 'dropout probability after each hidden activation', type=float)

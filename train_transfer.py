@@ -8,7 +8,7 @@
 The network and its input adaptation ('stem' or 'resize') are in transfer_pytorch.py. Images are
 normalised with the ImageNet mean and std. --freeze trains only the new classifier (backbone and its
 BatchNorm statistics fixed).
-Writes history.json, CSVs, curves.png and best_model.pt into --output_dir.
+Writes history.json, curves.png, best_model.pt and the state to resume from into --output_dir.
 """
 import math
 
@@ -22,11 +22,11 @@ from cifar10_download import maybe_download
 from cli_utils import ArgumentParser, Switch, add_run_flags, add_torch_flags, flag, run_cli, with_preset
 from distributed import Processes
 from run_records import RunRecord
-from torch_training import (TensorBatches, environment, evaluate, get_device, make_optimizer,
-                            make_scheduler, random_crop_flip, save_best, to_tensors)
+from torch_training import (TensorBatches, environment, evaluate, get_device, load_state, make_optimizer,
+                            make_scheduler, random_crop_flip, save_state, to_tensors)
 from training_utils import accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets) lives here too)
 from training_utils import (check_batch_size, check_run_settings, check_torch_settings, check_warmup, exit_status,
-                            require_choice)
+                            require, require_choice)
 from transfer_pytorch import (IMAGENET_MEAN, IMAGENET_STD, INPUT_MODES, MODELS, TransferError,  # noqa: F401
                               build_model, load_weights)
 
@@ -70,7 +70,7 @@ def train(*, model=MODEL, weights=WEIGHTS, input_mode=INPUT_MODE, freeze=FREEZE,
           max_steps=None, batch_size=BATCH_SIZE, eval_freq=EVAL_FREQ, seed=SEED, data_dir=DATA_DIR,
           optimizer=OPTIMIZER, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, scheduler=SCHEDULER,
           warmup_steps=WARMUP_STEPS, label_smoothing=LABEL_SMOOTHING, augment=AUGMENT, ema_decay=EMA_DECAY, tta=TTA,
-          epochs=None, device=DEVICE, output_dir=None, progress=True, data=None):
+          epochs=None, device=DEVICE, output_dir=None, progress=True, resume=False, data=None):
     """Fine-tune and return the run record. The run lasts max_steps (MAX_STEPS if neither is given) or
     `epochs`. `data`: splits from imagenet_normalized(). Under torchrun the run is data-parallel."""
     check_run_settings(max_steps=max_steps, batch_size=batch_size, eval_freq=eval_freq, learning_rate=learning_rate,
@@ -79,10 +79,13 @@ def train(*, model=MODEL, weights=WEIGHTS, input_mode=INPUT_MODE, freeze=FREEZE,
                          warmup_steps=warmup_steps, label_smoothing=label_smoothing, ema_decay=ema_decay)
     require_choice('model', model, MODELS)
     require_choice('input_mode', input_mode, INPUT_MODES)
+    require(not resume or output_dir, '--resume needs the --output_dir of the run to go on with')
     if epochs is None:  # in epochs, the run's length is known once the data are loaded
-        check_warmup(warmup_steps, max_steps or MAX_STEPS)
+        max_steps = max_steps or MAX_STEPS
+        check_warmup(warmup_steps, max_steps)
     processes = Processes()
     processes.check_batch_size(batch_size)
+    require(not (resume and processes.distributed), '--resume is not supported under torchrun: resume in one process')
     device = get_device(processes.device_name(device))
     memory_format = torch.channels_last if device.type == 'cuda' else torch.contiguous_format
     state = load_weights(model, weights)  # before any data is loaded: a missing file fails at once
@@ -93,14 +96,13 @@ def train(*, model=MODEL, weights=WEIGHTS, input_mode=INPUT_MODE, freeze=FREEZE,
                   ema_decay=ema_decay, tta=tta, epochs=epochs, device=str(device), world_size=processes.world_size,
                   eval_batch_size=EVAL_BATCH_SIZE)
     with RunRecord(output_dir if processes.is_main else None, config, progress=progress and processes.is_main,
-                   silent=not processes.is_main, environment=environment(device)) as run, processes.joined(device):
+                   silent=not processes.is_main, environment=environment(device), resume=resume) as run, processes.joined(device):
         np.random.seed(seed)
         torch.manual_seed(seed)  # the same new classifier in every process
         cifar10 = data if data is not None else imagenet_normalized(data_dir)
         n_train = cifar10['train'].num_examples
         check_batch_size(batch_size, n_train)
-        max_steps = math.ceil(epochs * n_train / batch_size) if epochs else max_steps or MAX_STEPS
-        run.config['max_steps'] = max_steps
+        max_steps = max_steps or math.ceil(epochs * n_train / batch_size)
         train_x, train_y = to_tensors(cifar10['train'], device, memory_format)
         test_x, test_y = to_tensors(cifar10['test'], device, memory_format)
         net = build_model(model, state, input_mode, freeze).to(device, memory_format=memory_format)
@@ -114,9 +116,10 @@ def train(*, model=MODEL, weights=WEIGHTS, input_mode=INPUT_MODE, freeze=FREEZE,
         ema = swa_utils.AveragedModel(net, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(ema_decay),
                                       use_buffers=True) if ema_decay else None  # BatchNorm statistics averaged too
         evaluated = ema.module if ema else net
+        first_step = load_state(run, net, optimizer, scheduler, ema, batches) + 1 if resume else 1
 
-        run.start(max_steps, eval_freq, data=getattr(cifar10, 'source', None))
-        for step in range(1, max_steps + 1):
+        run.start(max_steps, eval_freq, data=getattr(cifar10, 'source', None), first_step=first_step)
+        for step in range(first_step, max_steps + 1):
             x, y = batches.next()  # [B, 3, 32, 32] normalised images, [B] class indices, on the device
             with torch.autocast(device.type, torch.bfloat16, enabled=device.type == 'cuda'):  # bf16 on CUDA only
                 logits = forward(x)  # [B, 10]
@@ -131,7 +134,7 @@ def train(*, model=MODEL, weights=WEIGHTS, input_mode=INPUT_MODE, freeze=FREEZE,
             if step % eval_freq == 0 or step == max_steps:
                 run.evaluate(step, *evaluate(evaluated, test_x, test_y, batch_size=EVAL_BATCH_SIZE, flip_tta=tta,
                                              processes=processes))
-                save_best(run, evaluated, run.config)
+                save_state(run, step, net, optimizer, scheduler, ema, batches)
     return run.record
 
 

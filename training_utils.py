@@ -22,11 +22,8 @@ class RunFailed(RunError):
 
 
 def accuracy(predictions, targets):
-    """Fraction of rows whose highest score is the target class.
-
-    predictions: [batch, n_classes] scores (NumPy array or torch tensor);
-    targets: one-hot [batch, n_classes] or class indices [batch]. Returns a float.
-    """
+    """The fraction of rows whose highest score is the target class, a float. predictions: [batch, n_classes]
+    scores (NumPy array or torch tensor); targets: one-hot [batch, n_classes] or class indices [batch]."""
     predicted = predictions.argmax(1)
     if targets.ndim == 2:
         targets = targets.argmax(1)
@@ -92,8 +89,7 @@ def check_batch_size(batch_size, n_train):
 
 
 def check_fits_in_memory(n_bytes, where, available_bytes=None):
-    """Refuse a network whose parameters and training state alone exceed the memory at hand (by default,
-    this machine's, where the OS says)."""
+    """Refuse a network whose parameters and training state exceed the memory at hand (default: this machine's)."""
     if available_bytes is None and hasattr(os, 'sysconf') and 'SC_PHYS_PAGES' in os.sysconf_names:
         available_bytes = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
     gib = 2 ** 30

@@ -71,9 +71,10 @@ def load_weights(name, weights):
         raise TransferError(f"weights file '{weights}' not found; pass a torchvision {name} state_dict (.pth), "
                             "'imagenet' or 'none'")
     try:
-        return torch.load(weights, map_location='cpu', weights_only=True)
-    except Exception as err:  # any unreadable file: say which and why
-        raise TransferError(f"cannot read weights file '{weights}' ({type(err).__name__}: {err})") from None
+        return torch.load(weights, map_location='cpu', weights_only=True)  # tensors and plain values, never code
+    except Exception as err:  # noqa: BLE001 (broken or hostile: our own line, not torch's advice to trust the file)
+        raise TransferError(f"cannot read weights file '{weights}' as a state_dict of tensors ({type(err).__name__}); "
+                            f"pass a torchvision {name} state_dict (.pth), 'imagenet' or 'none'") from None
 
 
 def build_model(name='resnet18', state=None, input_mode='stem', freeze=False, n_classes=cifar10_utils.N_CLASSES):

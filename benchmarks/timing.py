@@ -11,7 +11,6 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, 'docs', 'results')
 
 
 def seconds_per_call(fn, repeats, warmup=1, synchronize=None):
@@ -52,9 +51,9 @@ def median_ratio(numerators, denominators):
     return float(np.median(np.asarray(numerators) / np.asarray(denominators)))
 
 
-def run_in_fresh_process(module, *args):
-    """Run `python -m module args` from the repository root; return the JSON of its last output line."""
-    out = subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, capture_output=True, text=True, check=True)
+def run_in_fresh_process(module, *args, cwd=ROOT):
+    """Run `python -m module args` in cwd (the repository root); return the JSON of its last output line."""
+    out = subprocess.run([sys.executable, '-m', module, *args], cwd=cwd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -63,14 +62,15 @@ def benchmark_parser(doc, rounds=None):
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     if rounds is not None:
         parser.add_argument('--rounds', type=int, default=rounds, help='rounds of alternating measurements')
-    parser.add_argument('--json', default=None, help='save the result as docs/results/JSON')
+    parser.add_argument('--json', default=None, help='save the result as this JSON file')
     return parser
 
 
-def publish(result, summary, json_name=None):
-    """Print a benchmark's summary line and save its result as docs/results/json_name (if given)."""
+def publish(result, summary, json_path=None):
+    """Print a benchmark's summary line and save its result as strict JSON at json_path (if given)."""
     print(summary)
-    if json_name:
-        with open(os.path.join(RESULTS, json_name), 'w') as f:
+    if json_path:
+        os.makedirs(os.path.dirname(json_path) or '.', exist_ok=True)
+        with open(json_path, 'w') as f:
             json.dump(result, f, indent=1, allow_nan=False)
             f.write('\n')

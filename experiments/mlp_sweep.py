@@ -5,7 +5,7 @@ default PyTorch MLP, then combinations of what helped, up to the best configurat
     python -m experiments.mlp_sweep --data_dir ... --group single        # one change at a time
     python -m experiments.mlp_sweep --data_dir ... --only tanh,relu      # some experiments
 
-Each experiment's record goes to docs/results/mlp_sweep/<name>/ (history.json, CSVs,
+Each experiment's record goes to docs/results/mlp_sweep/<name>/ (history.json,
 curves.png); an experiment whose record exists with the same settings is skipped, so
 the sweep resumes where it stopped and can run in parts. `python make_report.py` builds
 the table of docs/report.md from those records.

@@ -12,10 +12,25 @@ RESULTS = os.path.join(ROOT, 'docs', 'results')
 DATA_FLAG = '--data_dir ../shared/cifar10/cifar-10-batches-py'  # as the commands in the docs write it
 
 
+class BadRecord(ValueError):
+    """A record that is not strict JSON (truncated, or NaN or Infinity in it); the message names the file."""
+
+
 def load_json(path):
-    """The JSON file at path (relative paths under docs/results/), or None if there is none."""
+    """The JSON file at path (relative paths under docs/results/), or None if there is none; BadRecord if
+    it is not strict JSON."""
     full = os.path.join(RESULTS, path)
-    return json.loads(pathlib.Path(full).read_text()) if os.path.isfile(full) else None
+    if not os.path.isfile(full):
+        return None
+    shown = os.path.relpath(full, ROOT)
+
+    def refuse(token):
+        raise BadRecord(f"record '{shown}' holds {token}, which is no number: rerun the command that made it")
+    try:
+        return json.loads(pathlib.Path(full).read_text(), parse_constant=refuse)
+    except json.JSONDecodeError as err:
+        raise BadRecord(f"record '{shown}' is not valid JSON ({err.msg} at line {err.lineno}; truncated?): rerun the "
+                        'command that made it') from None
 
 
 def write_json(path, result):

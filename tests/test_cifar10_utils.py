@@ -1,9 +1,12 @@
 """The loader: interface.md's API on tiny synthetic files, error messages, the download
 path (file:// and loopback only, never the internet), and the real copy if CIFAR10_DIR is set.
 Hostile batch files are in test_safe_loading.py."""
+import errno
 import hashlib
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ import pytest
 import cifar10_download
 import cifar10_utils
 from cifar10_utils import CIFAR10Error
-from conftest import N_TEST, N_TRAIN_PER_BATCH, make_archive, write_fake_cifar
+from conftest import N_TEST, N_TRAIN_PER_BATCH, ROOT, make_archive, write_fake_cifar
 
 N_TRAIN = 5 * N_TRAIN_PER_BATCH
 
@@ -286,3 +289,44 @@ def test_real_cifar10(real_cifar):
     assert set(source['md5']) == set(cifar10_utils.BATCH_FILES) and len(source['fingerprint']) == 16
     # the official files' MD5s decide 'official'; this is either that release or another copy, and says which
     assert source['official'] == all(source['md5'][name] == md5 for name, md5 in cifar10_utils.OFFICIAL_MD5.items())
+
+
+def test_runs_started_together_take_turns_to_download(tmp_path, archive):
+    data_dir = tmp_path / 'data' / 'cifar-10-batches-py'
+    code = (f'import cifar10_download; cifar10_download.maybe_download({str(data_dir)!r}, '
+            f'url={"file://" + archive!r}, md5={md5_of(archive)!r})')
+    runs = [subprocess.Popen([sys.executable, '-c', code], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+            for _ in range(3)]
+    results = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
+    assert all(status == 0 for status, _ in results), results
+    assert cifar10_utils.get_cifar10(str(data_dir), download=False).test.num_examples == N_TEST
+    assert sorted(os.listdir(tmp_path / 'data')) == sorted([cifar10_download.ARCHIVE_NAME, 'cifar-10-batches-py'])
+
+
+def test_a_data_folder_that_is_a_link_to_nowhere_is_refused_before_any_download(tmp_path, monkeypatch):
+    loop = tmp_path / 'loop'
+    os.symlink(loop, loop)  # a link to itself: it exists, as a name, but is no folder
+    monkeypatch.setattr(cifar10_download, 'download_file', lambda *args: pytest.fail('downloaded first'))
+    with pytest.raises(CIFAR10Error, match=f"--data_dir '{loop}' is a file or a link to no folder"):
+        cifar10_download.maybe_download(str(loop))
+
+
+def test_a_data_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, 'Read-only file system', path)
+    monkeypatch.setattr(cifar10_download, 'open', read_only, raising=False)  # as a read-only disk answers
+    monkeypatch.setenv('CIFAR10_URL', 'file:///no/such/archive.tar.gz')
+    with pytest.raises(CIFAR10Error, match=f"cannot write into '{tmp_path}' \\(Read-only file system\\); free some "
+                                           'space or make it writable'):
+        cifar10_download.maybe_download(str(tmp_path / 'cifar-10-batches-py'))
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_disk_error_while_extracting_keeps_the_good_archive(tmp_path, archive, monkeypatch):
+    data_dir = tmp_path / 'data' / 'cifar-10-batches-py'
+    monkeypatch.setattr(cifar10_download.shutil, 'copyfileobj', lambda *args: (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, 'No space left on device')))
+    with pytest.raises(CIFAR10Error, match='No space left on device.*free some space') as refused:
+        cifar10_download.maybe_download(str(data_dir), url='file://' + archive, md5=md5_of(archive))
+    assert 'delete' not in str(refused.value)  # the archive is good: nothing tells the user to delete it
+    assert os.listdir(tmp_path / 'data') == [cifar10_download.ARCHIVE_NAME]

@@ -1,5 +1,7 @@
 """ConvNet: Table 1 exactly (layers and parameter count), the pre-activation variant,
 input checks, learning on synthetic data, the presets (the command line: test_cli.py)."""
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -113,7 +115,7 @@ def test_flip_tta_and_weight_averaging(fake_cifar_dir, tmp_path):
     assert record['summary']['status'] == 'completed'
     assert len(record['test']['accuracy_tta']) == 2  # beside every plain evaluation
     assert record['summary']['final_test_accuracy_tta'] == record['test']['accuracy_tta'][-1]
-    assert (tmp_path / 'test.csv').read_text().splitlines()[0] == 'step,loss,accuracy,accuracy_tta'
+    assert list(json.loads((tmp_path / 'history.json').read_text())['test']) == ['step', 'loss', 'accuracy', 'accuracy_tta']
 
 
 def test_flip_tta_averages_an_image_and_its_mirror():

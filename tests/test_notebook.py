@@ -6,6 +6,7 @@ import re
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from conftest import ROOT
 
@@ -49,3 +50,11 @@ def test_the_tour_runs_on_the_real_copy(real_cifar, real_cifar_dir, monkeypatch)
     # the notebook names the copy it read, as the loader fingerprinted it
     assert f"official release: {real_cifar.source['official']} | fingerprint {real_cifar.source['fingerprint']}" \
         in printed(notebook)
+
+
+def test_a_missing_data_folder_stops_the_tour_in_one_sentence(tmp_path, monkeypatch):
+    with pytest.raises(CellExecutionError) as stopped:
+        execute(str(tmp_path / 'no_such_folder'), 30, monkeypatch)
+    assert stopped.value.ename == 'SystemExit'
+    assert stopped.value.evalue.startswith(f"CIFAR10_DIR is '{tmp_path / 'no_such_folder'}', which is no folder: set it")
+    assert not (tmp_path / 'no_such_folder').exists()  # nothing created, nothing downloaded

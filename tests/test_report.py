@@ -1,5 +1,8 @@
 """make_report.py: placeholders filled from records, every question answered, and --check (which
 .ci/run calls after the suite) failing when README.md or docs/report.md differ from what the records give."""
+import json
+import os
+import pathlib
 import re
 import shutil
 
@@ -49,3 +52,48 @@ def test_readme_block_is_filled_even_when_empty(tmp_path, monkeypatch):
     assert '| what | result | command |' in text and '`python train_mlp_numpy.py' in text
     readme.write_text(text)
     assert make_report.render_readme() == text  # filling again changes nothing
+
+
+def strings_in(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+
+
+def test_docs_and_readme_hold_no_machines_absolute_path():
+    """Records and docs keep paths as the user gave them: a user's record must not carry their home folder."""
+    docs = pathlib.Path(make_report.DOCS)
+    in_records = [f'{path}: {text}' for path in docs.rglob('*.json')
+                  for text in strings_in(json.loads(path.read_text())) if os.path.isabs(text)]
+    machine_path = re.compile(r'(?<![\w.:/~-])/(?:home|root|tmp|work|Users|mnt|opt|var|srv|scratch)/')
+    in_text = [f'{path}: {match.group(0)}' for path in [pathlib.Path(make_report.README), *docs.rglob('*.md')]
+               for match in machine_path.finditer(path.read_text())]
+    assert not in_records and not in_text
+
+
+@pytest.mark.parametrize('content, fragment', [
+    ('{"summary": {"final_test_accuracy": 0.5', "record 'docs/results/mlp_numpy_default/history.json' is not valid JSON"),
+    ('{"summary": {"final_test_accuracy": NaN}}', "record 'docs/results/mlp_numpy_default/history.json' holds NaN")])
+def test_a_truncated_or_non_finite_record_is_named_in_one_line(content, fragment, tmp_path, monkeypatch):
+    from experiments import records
+    results = tmp_path / 'docs' / 'results'
+    shutil.copytree(make_report.RESULTS, results)
+    (results / 'mlp_numpy_default' / 'history.json').write_text(content)
+    for module in (make_report, records):
+        monkeypatch.setattr(module, 'RESULTS', str(results))
+    monkeypatch.setattr(records, 'ROOT', str(tmp_path))
+    make_report.derived.cache_clear()
+    with pytest.raises(SystemExit) as stopped:
+        make_report.main(['--check'])
+    make_report.derived.cache_clear()
+    assert str(stopped.value).startswith(f'make_report.py: error: {fragment}') and '\n' not in str(stopped.value)
+
+
+def test_readme_commands_write_into_runs_never_over_the_committed_records():
+    commands = re.findall(r'`(python [^`]+)`', pathlib.Path(make_report.README).read_text())
+    assert commands and not [command for command in commands if re.search(r'--(output_dir|json) docs/', command)]

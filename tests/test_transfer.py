@@ -7,6 +7,7 @@ import torch
 from torchvision import models
 
 import train_transfer
+from conftest import OFFLINE, assert_one_line_error, run_script
 from transfer_pytorch import IMAGENET_MEAN, IMAGENET_STD, TransferError, build_model, load_weights
 
 
@@ -73,6 +74,11 @@ def test_a_weights_file_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(TransferError, match='cannot read weights file'):
         load_weights('resnet18', str(tmp_path / 'evil.pth'))  # torch.load(weights_only=True) refuses the global
     assert not marker.exists()
+    result = run_script('train_transfer', ['--weights', str(tmp_path / 'evil.pth'), '--data_dir', str(tmp_path / 'none'),
+                                           '--output_dir', str(tmp_path / 'out')], env=OFFLINE)
+    assert result.returncode == 1 and not marker.exists()
+    assert_one_line_error(result.stderr, f"cannot read weights file '{tmp_path / 'evil.pth'}' as a state_dict of tensors")
+    assert 'weights_only=False' not in result.stderr  # never the advice to load it unrestricted
 
 
 def test_missing_weights_fail_before_any_data_is_loaded(tmp_path):
