@@ -111,14 +111,16 @@ def load_cifar10_batch(batch_filename):
     path = batch_filename
     _check_file(path)
     try:
-        with open(path, 'rb') as f:
-            batch = _CIFAR10Unpickler(f, encoding='latin1').load()
+        with open(path, 'rb') as f:  # 'bytes': Python 2's str arrives as bytes, which numpy takes without a copy
+            batch = _CIFAR10Unpickler(f, encoding='bytes').load()
     except UnsafePickle as err:
         _refuse(path, f"asks to load '{err}', which no CIFAR-10 batch needs, so it was not read (it may be "
                       'malicious)', 'delete it and use a copy from the official archive')
     except Exception as err:  # noqa: BLE001 (any file can sit in a data folder: every failure is one message)
         detail = f'{type(err).__name__}: {str(err)[:200]}' if str(err) else type(err).__name__
         _refuse(path, f'is corrupt or truncated ({detail})')
+    if isinstance(batch, dict):  # keys are bytes in the official (Python 2) files, str in files Python 3 wrote
+        batch = {key.decode('latin1') if isinstance(key, bytes) else key: value for key, value in batch.items()}
     if not isinstance(batch, dict) or 'data' not in batch or 'labels' not in batch:
         _refuse(path, "does not hold a CIFAR-10 batch (a dict with 'data' and 'labels')")
     data, labels = batch['data'], np.asarray(batch['labels'])
@@ -145,13 +147,6 @@ def fingerprint_in_background(cifar10_folder):
     return lambda: data_source(cifar10_folder, {name: digest.result() for name, digest in digests.items()})
 
 
-def load_cifar10_files(cifar10_folder):
-    """load_cifar10's arrays and a function that returns where they came from: (X_train, Y_train,
-    X_test, Y_test, source); source() waits for the files' fingerprint (fingerprint_in_background)."""
-    source = fingerprint_in_background(cifar10_folder)  # hashes nothing unless all six files are there
-    return (*load_cifar10(cifar10_folder), source)
-
-
 def _check_folder(cifar10_folder):
     if not os.path.isdir(cifar10_folder):
         raise CIFAR10Error(f"'{cifar10_folder}' is {'a file' if os.path.exists(cifar10_folder) else 'missing'}, not a "
@@ -167,13 +162,18 @@ def data_source(folder, md5s):
             'official': all(md5s[name] == OFFICIAL_MD5[name] for name in BATCH_FILES), 'md5': md5s}
 
 
+def load_cifar10_batches(cifar10_folder):
+    """[(X uint8 [N, 3, 32, 32], Y int64 [N]) of each training batch file..., then of the test file]."""
+    _check_folder(cifar10_folder)
+    return [load_cifar10_batch(os.path.join(cifar10_folder, name)) for name in BATCH_FILES]
+
+
 def load_cifar10(cifar10_folder):
     """Load the five training batches and the test batch.
 
     Returns (X_train, Y_train, X_test, Y_test) with X uint8 [N, 3, 32, 32], Y int64 [N].
     """
-    _check_folder(cifar10_folder)
-    parsed = [load_cifar10_batch(os.path.join(cifar10_folder, name)) for name in BATCH_FILES]
+    parsed = load_cifar10_batches(cifar10_folder)
     X_train = np.concatenate([x for x, _ in parsed[:-1]])
     Y_train = np.concatenate([y for _, y in parsed[:-1]])
     X_test, Y_test = parsed[-1]
@@ -279,12 +279,18 @@ def read_data_sets(data_dir, one_hot=True, validation_size=0, download=True):
     """
     if download:
         maybe_download(data_dir)
-    train_raw, train_labels, test_raw, test_labels, source = load_cifar10_files(data_dir)
-    if not 0 <= validation_size <= len(train_raw):
-        raise ValueError(f'validation_size must be in 0..{len(train_raw)}, got {validation_size}')
-    mean_image = mean_image_of(train_raw)
-    train_images, train_labels, test_images, test_labels = preprocess_cifar10_data(
-        train_raw, train_labels, test_raw, test_labels, mean_image=mean_image)
+    source = fingerprint_in_background(data_dir)  # hashes nothing unless all six files are there
+    *train, (test_raw, test_labels) = load_cifar10_batches(data_dir)
+    n_train = sum(len(x) for x, _ in train)
+    if not 0 <= validation_size <= n_train:
+        raise ValueError(f'validation_size must be in 0..{n_train}, got {validation_size}')
+    # mean_image_of and preprocess_cifar10_data, batch file by batch file: no concatenated copy of the pixels
+    mean_image = (sum(x.sum(axis=0, dtype=np.uint32) for x, _ in train) / max(n_train, 1)).astype(np.float32)
+    train_images = np.empty((n_train, *IMAGE_SHAPE), np.float32)
+    for i, (x, _) in enumerate(train):
+        np.subtract(x, mean_image, out=train_images[i * len(x):(i + 1) * len(x)], dtype=np.float32)
+    train_labels = np.concatenate([y for _, y in train])
+    test_images = np.subtract(test_raw, mean_image, dtype=np.float32)
     if one_hot:
         train_labels = dense_to_one_hot(train_labels, N_CLASSES)
         test_labels = dense_to_one_hot(test_labels, N_CLASSES)

@@ -19,7 +19,9 @@ class LinearModule:
         """`dtype` of the parameters (float32 for fast training); `input_grad=False`
         skips dL/dX in backward (the network's first layer needs none)."""
         weight = np.random.normal(0.0, WEIGHT_INIT_STD, size=(out_features, in_features))
-        self.params = {'weight': weight.astype(dtype),
+        # stored column by column: W^T is then a plain [M, N] array, the layout BLAS multiplies fastest, in the
+        # forward X W^T and in the gradient (X^T dY)^T, and the update W -= lr dW runs over both in memory order
+        self.params = {'weight': np.asfortranarray(weight, dtype=dtype),
                        'bias': np.zeros((1, out_features), dtype=dtype)}
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.input_grad = input_grad
@@ -34,7 +36,7 @@ class LinearModule:
 
     def backward(self, dout):
         """dout [S, N] -> dL/dx [S, M] (None when input_grad is False)."""
-        self.grads['weight'] = (dout.T @ self._x).astype(self.params['weight'].dtype, copy=False)
+        self.grads['weight'] = (self._x.T @ dout).T.astype(self.params['weight'].dtype, copy=False)  # dY^T X
         self.grads['bias'] = dout.sum(axis=0, keepdims=True).astype(self.params['bias'].dtype, copy=False)
         if not self.input_grad:
             return None

@@ -22,14 +22,12 @@ import math
 import os
 import pathlib
 import platform
-import re
 import signal
 import sys
 import threading
 import time
 
 import numpy as np
-from matplotlib.figure import Figure  # a figure without pyplot: saving one changes no backend or global state
 from tqdm import tqdm
 
 from training_utils import RunError, RunFailed, SettingsError, require
@@ -229,8 +227,7 @@ class RunRecord:
         record, png = self.record, io.BytesIO()
         if plot:
             plot_curves(record, png)
-        text = json.dumps(record, indent=1, allow_nan=False)  # strict JSON; a list of numbers on one line:
-        text = re.sub(r'\[\n\s*([^\[\]{}]*?)\n\s*\]', lambda m: '[' + re.sub(r',\n\s*', ', ', m.group(1)) + ']', text)
+        text = record_json(record)
         with signals_deferred():
             for name, content in (('curves.png', png.getvalue()), ('history.json', text.encode())):
                 if content:
@@ -253,6 +250,15 @@ class RunRecord:
                 raise RunError(f"cannot write '{path}' ({err.strerror or err}); free some space or make the folder "
                                'writable, then run again with --resume') from None
             raise
+
+
+def record_json(record):
+    """Strict JSON text of a record (NaN or Infinity refused): each entry of each section on a line of its own."""
+    def entry(key, value, indent):
+        if isinstance(value, dict) and value and indent == 1:
+            return f'{indent * " "}"{key}": {{\n' + ',\n'.join(entry(k, v, 2) for k, v in value.items()) + '\n }'
+        return f'{indent * " "}{json.dumps(key)}: {json.dumps(value, allow_nan=False)}'
+    return '{\n' + ',\n'.join(entry(key, value, 1) for key, value in record.items()) + '\n}\n'
 
 
 def finite_or_none(value):
@@ -280,6 +286,7 @@ def signals_deferred():
 
 def plot_curves(record, path, title=None):
     """Loss and accuracy against step, drawn from a run record into a PNG file."""
+    from matplotlib.figure import Figure  # here: a run imports matplotlib only to draw; no pyplot, no global state
     fig = Figure(figsize=(11, 4))
     draw_curves(record, *fig.subplots(1, 2))
     fig.suptitle(title or record['config'].get('name', ''))

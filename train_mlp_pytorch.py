@@ -155,7 +155,8 @@ def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max
             scheduler.step()
             if ema:
                 ema.update_parameters(model)
-            run.log(step, *processes.mean(torch.stack([loss.detach(), (logits.argmax(1) == y).float().mean()])))
+            batch_accuracy = (logits.argmax(1) == y).float().mean()
+            run.log(step, processes.mean(loss.detach()), processes.mean(batch_accuracy))  # read as floats in chunks
             if step % eval_freq == 0 or step == max_steps:
                 run.evaluate(step, *evaluate(evaluated, test_x, test_y, batch_size=EVAL_BATCH_SIZE, flip_tta=tta,
                                              processes=processes))

@@ -46,11 +46,13 @@ EMA_DECAY, TTA, DEVICE = None, False, 'auto'  # no weight averaging, no flip TTA
 EVAL_BATCH_SIZE = 250
 PIXEL_MAX = 255.0
 
+
 def imagenet_normalized(data_dir):
     """CIFAR-10 splits with images scaled to [0, 1] and normalised per channel with the
     ImageNet statistics (what the pretrained weights expect), labels one-hot."""
     maybe_download(data_dir)
-    x_train, y_train, x_test, y_test, source = cifar10_utils.load_cifar10_files(data_dir)
+    source = cifar10_utils.fingerprint_in_background(data_dir)
+    x_train, y_train, x_test, y_test = cifar10_utils.load_cifar10(data_dir)
     mean = np.array(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1) * PIXEL_MAX
     scale = 1.0 / (np.array(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1) * PIXEL_MAX)
 
@@ -130,7 +132,8 @@ def train(*, model=MODEL, weights=WEIGHTS, input_mode=INPUT_MODE, freeze=FREEZE,
             scheduler.step()
             if ema:
                 ema.update_parameters(net)
-            run.log(step, *processes.mean(torch.stack([loss.detach(), (logits.argmax(1) == y).float().mean()])))
+            batch_accuracy = (logits.argmax(1) == y).float().mean()
+            run.log(step, processes.mean(loss.detach()), processes.mean(batch_accuracy))  # read as floats in chunks
             if step % eval_freq == 0 or step == max_steps:
                 run.evaluate(step, *evaluate(evaluated, test_x, test_y, batch_size=EVAL_BATCH_SIZE, flip_tta=tta,
                                              processes=processes))

@@ -1,13 +1,15 @@
 """Time the NumPy MLP's default training run against this machine's float32 matmul peak.
 
-    python -m benchmarks.bench_mlp_numpy --data_dir ../shared/cifar10/cifar-10-batches-py --json bench_mlp_numpy.json
+    python -m benchmarks.bench_mlp_numpy --data_dir ../shared/cifar10/cifar-10-batches-py --json runs/bench_mlp_numpy.json
 
 Times train_mlp_numpy.train() with its defaults (all steps and every evaluation; data
 loading excluded) over --repeats runs, counts its arithmetic, and measures the sgemm peak
-beside every run (this machine's speed drifts by 30% and more). Prints one JSON line per
-run and a summary; --json NAME saves them as docs/results/NAME.
+beside every run (this machine's speed drifts by 30% and more). Also times the run's matrix
+products alone (the same shapes and layouts, in the same order, on random data): the most
+of the peak any loop around them could reach. Prints one JSON line per run and a summary.
 """
 import json
+import time
 
 import numpy as np
 
@@ -37,6 +39,30 @@ def training_gflop(sizes, batch_size, max_steps, eval_freq, n_test):
     return (max_steps * per_step + n_evals * 2 * n_test * sum(macs)) / 1e9
 
 
+def products_only_s(sizes, batch_size, max_steps, eval_freq, n_test):
+    """Seconds of the run's matrix products and nothing else: per step the forward X W^T and the weight
+    gradients (X^T dY)^T of every layer and dY W of all but the first, and the test set's forward at each
+    evaluation; weights stored as LinearModule stores them (column by column)."""
+    rng = np.random.default_rng(0)
+    weights = [np.asfortranarray(rng.standard_normal((fan_out, fan_in), dtype=np.float32))
+               for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+    batch = [rng.standard_normal((batch_size, w.shape[1]), dtype=np.float32) for w in weights]
+    grads = [rng.standard_normal((batch_size, w.shape[0]), dtype=np.float32) for w in weights]
+    test = rng.standard_normal((n_test, sizes[0]), dtype=np.float32)
+    start = time.perf_counter()
+    for step in range(1, max_steps + 1):
+        for i, (w, x, dy) in enumerate(zip(weights, batch, grads)):
+            x @ w.T
+            (x.T @ dy).T
+            if i:
+                dy @ w
+        if step % eval_freq == 0 or step == max_steps:
+            out = test
+            for w in weights:
+                out = out @ w.T
+    return time.perf_counter() - start
+
+
 def main():
     parser = benchmark_parser(__doc__)
     parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
@@ -47,23 +73,31 @@ def main():
     sizes = [cifar10_utils.IMAGE_SIZE, *hidden_units(train_mlp_numpy.DNN_HIDDEN_UNITS), cifar10_utils.N_CLASSES]
     gflop = training_gflop(sizes, train_mlp_numpy.BATCH_SIZE, train_mlp_numpy.MAX_STEPS, train_mlp_numpy.EVAL_FREQ,
                            data['test'].num_examples)
+    shape = (sizes, train_mlp_numpy.BATCH_SIZE, train_mlp_numpy.MAX_STEPS, train_mlp_numpy.EVAL_FREQ,
+             data['test'].num_examples)
     runs = []
     for _ in range(args.repeats):
         peak = sgemm_peak_gflops()
         record = train_mlp_numpy.train(data=data, progress=False)
-        seconds = record['summary']['time_s']
+        seconds, products = record['summary']['time_s'], products_only_s(*shape)
         runs.append({'time_s': seconds, 'gflops': round(gflop / seconds, 1), 'sgemm_peak_gflops': round(peak, 1),
-                     'fraction_of_peak': round(gflop / seconds / peak, 3),
+                     'fraction_of_peak': round(gflop / seconds / peak, 3), 'products_only_s': round(products, 3),
+                     'products_only_fraction_of_peak': round(gflop / products / peak, 3),
                      'final_test_accuracy': record['summary']['final_test_accuracy']})
         print(json.dumps(runs[-1]), flush=True)
-    median = {key: float(np.median([r[key] for r in runs])) for key in ('time_s', 'sgemm_peak_gflops', 'fraction_of_peak')}
+    keys = ('time_s', 'sgemm_peak_gflops', 'fraction_of_peak', 'products_only_s', 'products_only_fraction_of_peak')
+    median = {key: float(np.median([r[key] for r in runs])) for key in keys}
     result = {'runs': runs, 'repeats': len(runs), 'gflop': round(gflop, 1), 'median_time_s': round(median['time_s'], 3),
               'median_gflops': round(gflop / median['time_s'], 1),
               'median_sgemm_peak_gflops': round(median['sgemm_peak_gflops'], 1),
-              'median_fraction_of_peak': round(median['fraction_of_peak'], 3)}
+              'median_fraction_of_peak': round(median['fraction_of_peak'], 3),
+              'median_products_only_s': round(median['products_only_s'], 3),
+              'median_products_only_fraction_of_peak': round(median['products_only_fraction_of_peak'], 3)}
     publish(result, f"default run: median {median['time_s']:.2f} s over {len(runs)} runs, {gflop:.0f} GFLOP -> "
                     f"{result['median_gflops']:.0f} GFLOP/s; sgemm peak (median) {median['sgemm_peak_gflops']:.0f} "
-                    f"GFLOP/s; median fraction of peak {median['fraction_of_peak']:.0%}", args.json)
+                    f"GFLOP/s; median fraction of peak {median['fraction_of_peak']:.0%}; its products alone "
+                    f"{median['products_only_s']:.2f} s, {median['products_only_fraction_of_peak']:.0%} of the peak",
+            args.json)
 
 
 if __name__ == '__main__':

@@ -73,7 +73,7 @@ def test_every_setting_is_a_flag_whose_help_shows_its_default(script):
     if script in ('train_mlp_numpy', 'train_mlp_pytorch'):  # no hidden layer needs another learning rate
         assert "'' for none, which is logistic regression on raw pixels and needs about --learning_rate 1e-6" in help_text
     if script == 'train_convnet_pytorch':
-        assert 'layout (NHWC); unless given, on for CUDA only' in help_text  # --channels_last, --no_channels_last
+        assert 'channels_last memory layout (NHWC); --no_channels_last: NCHW (default: on)' in help_text
     if script == 'train_transfer':
         assert 'horizontal flip (default: on)' in help_text  # --augment, --no_augment
 
