@@ -166,8 +166,8 @@ class RunRecord:
             self.status = 'completed'
         elif issubclass(kind, Diverged):
             self.status, self.error = 'diverged', str(error)
-        elif issubclass(kind, Exception):
-            self.status, self.error = 'failed', f'{kind.__name__}: {error}'
+        elif issubclass(kind, Exception):  # our own errors (a refused write) say what they are already
+            self.status, self.error = 'failed', str(error) if isinstance(error, RunError) else f'{kind.__name__}: {error}'
         else:  # KeyboardInterrupt: Ctrl-C or SIGTERM
             self.status = 'interrupted'
         with contextlib.suppress(Exception):
@@ -287,7 +287,7 @@ def signals_deferred():
 def plot_curves(record, path, title=None):
     """Loss and accuracy against step, drawn from a run record into a PNG file."""
     from matplotlib.figure import Figure  # here: a run imports matplotlib only to draw; no pyplot, no global state
-    fig = Figure(figsize=(11, 4))
+    fig = Figure(figsize=(11, 4.4))
     draw_curves(record, *fig.subplots(1, 2))
     fig.suptitle(title or record['config'].get('name', ''))
     fig.tight_layout()
@@ -295,7 +295,7 @@ def plot_curves(record, path, title=None):
 
 
 def draw_curves(record, ax_loss, ax_acc, label=''):
-    """A record's loss and accuracy in two matplotlib axes; `label` names the run in the legends. Training:
+    """A record's loss and accuracy in two matplotlib axes, legends below them; `label` names the run. Training:
     each batch's value (faint; in training mode, on the batch as trained: augmented, label-smoothed) and
     their moving average over 2% of the run; test: the eval-mode network on the whole test set."""
     name, train, test = f'{label}: ' if label else '', record['train'], record['test']
@@ -305,9 +305,10 @@ def draw_curves(record, ax_loss, ax_acc, label=''):
         n, window = finite.sum(), max(1, finite.sum() // 50)
         if n:
             average = np.convolve(values[finite], np.ones(window))[:n] / np.minimum(np.arange(1, n + 1), window)
-            line, = ax.plot(steps[finite], average, label=f'{name}train (per batch, moving average)')
+            line, = ax.plot(steps[finite], average, label=f'{name}training batches (moving average)')
             ax.plot(steps[finite], values[finite], color=line.get_color(), alpha=0.2, lw=0.8)
-        ax.plot(test['step'], np.asarray(test[key], dtype=np.float64), 'o-', ms=3, label=f'{name}test')
-        ax.set(xlabel='step', ylabel=key, title=key)
+        ax.plot(test['step'], np.asarray(test[key], dtype=np.float64), 'o-' if len(test['step']) > 2 else 'o', ms=3,
+                label=f'{name}test set')
+        ax.set(xlabel='step', ylabel=key)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize='small')
+        ax.legend(fontsize='small', loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)

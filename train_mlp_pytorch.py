@@ -78,15 +78,13 @@ def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max
           eval_freq=EVAL_FREQ, seed=SEED, data_dir=DATA_DIR, activation=ACTIVATION, norm=NORM, dropout=DROPOUT,
           init=INIT, optimizer=OPTIMIZER, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, scheduler=SCHEDULER,
           warmup_steps=WARMUP_STEPS, label_smoothing=LABEL_SMOOTHING, augment=AUGMENT, zca_eps=ZCA_EPS,
-          ema_decay=EMA_DECAY, tta=TTA, epochs=None, device=DEVICE, output_dir=None, progress=True, resume=False, data=None,
-          network=None):
+          ema_decay=EMA_DECAY, tta=TTA, epochs=None, device=DEVICE, output_dir=None, progress=True, resume=False, data=None):
     """Train an MLP and return its record (config, curves, summary). The defaults are the NumPy script's.
 
     The run lasts max_steps (MAX_STEPS if neither is given) or `epochs`. `zca_eps`: if given,
     ZCA-whiten the images first (see zca_whiten). `data`: already loaded get_cifar10() splits.
-    `output_dir`: where the record, curves and best_model.pt go (None: nothing written).
-    `network`: train this MLP (built by the caller, who can then inspect it) instead of one
-    built from the settings. Under torchrun the run is data-parallel (distributed.py).
+    `output_dir`: where the record, curves and checkpoints go (None: nothing written).
+    Under torchrun the run is data-parallel (distributed.py).
     """
     check_run_settings(max_steps=max_steps, batch_size=batch_size, eval_freq=eval_freq, learning_rate=learning_rate,
                        seed=seed, epochs=epochs)
@@ -129,8 +127,7 @@ def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max
         max_steps = max_steps or math.ceil(epochs * n_train / batch_size)
         train_x, train_y = to_tensors(cifar10['train'], device)
         test_x, test_y = to_tensors(cifar10['test'], device)
-        model = network if network is not None else MLP(N_INPUTS, hidden, N_CLASSES, activation=activation, norm=norm, dropout=dropout, init=init)
-        model = model.to(device)
+        model = MLP(N_INPUTS, hidden, N_CLASSES, activation=activation, norm=norm, dropout=dropout, init=init).to(device)
         optimizer = make_optimizer(optimizer, model.parameters(), lr=learning_rate, weight_decay=weight_decay,
                                    momentum=momentum)
         scheduler = make_scheduler(scheduler, optimizer, total_steps=max_steps, warmup_steps=warmup_steps)

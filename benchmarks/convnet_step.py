@@ -1,5 +1,5 @@
 """One training step of a ConvNet on a fixed random batch, for throughput measurements
-(benchmarks/bench_convnet_cpu.py, benchmarks/convnet_gpu.py)."""
+(benchmarks/convnet_gpu.py)."""
 import torch
 from torch import nn
 

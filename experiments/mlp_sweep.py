@@ -5,17 +5,21 @@ default PyTorch MLP, then combinations of what helped, up to the best configurat
     python -m experiments.mlp_sweep --data_dir ... --group single        # one change at a time
     python -m experiments.mlp_sweep --data_dir ... --only tanh,relu      # some experiments
 
-Each experiment's record goes to docs/results/mlp_sweep/<name>/ (history.json,
-curves.png); an experiment whose record exists with the same settings is skipped, so
-the sweep resumes where it stopped and can run in parts. `python make_report.py` builds
-the table of docs/report.md from those records.
+Each experiment runs with seeds 42, 43 and 44: seed 42's record goes to docs/results/mlp_sweep/<name>/,
+the others' to <name>/seed_<seed>/ (history.json, curves.png); a run whose record exists with the same
+settings is skipped, so the sweep resumes where it stopped and can run in parts. `python make_report.py`
+builds the table of docs/report.md from those records: each row's mean and spread over its seeds, and
+its difference from the row it changes, called an effect only where it exceeds twice its standard error.
 """
 import argparse
+import math
 import os
+
+import numpy as np
 
 import cifar10_utils
 import train_mlp_pytorch
-from experiments.records import RESULTS, is_done, load_record, markdown_table, run_mlp
+from experiments.records import RESULTS, is_done, load_record, markdown_table, run_once, seed_location
 from training_utils import hidden_units
 
 RECORDS = os.path.join(RESULTS, 'mlp_sweep')
@@ -24,13 +28,17 @@ LONG = dict(batch_size=256, eval_freq=1000)  # the combinations train for epochs
 # what the last combinations share: everything that had helped up to +onecycle_ls_gelu
 RECIPE = dict(optimizer='adamw', weight_decay=0.05, dropout=0.1, init='kaiming', norm='batchnorm', activation='gelu',
               augment=True, scheduler='onecycle', label_smoothing=0.1)
-# The last row is the README's `train_mlp_pytorch.py --preset best` run, recorded once where that command writes it.
-ELSEWHERE = {'best': (RESULTS, 'mlp_pytorch_best')}
+SEEDS = (42, 43, 44)
+# The last row is the README's `train_mlp_pytorch.py --preset best` run, recorded once where that command writes it
+# (seed 42), its other seeds with the seed study's (experiments/records.py, seed_location).
+ELSEWHERE = {'best': 'mlp_pytorch_best'}
 
 
-def location(name):
-    """(records folder, run name) of an experiment's record."""
-    return ELSEWHERE.get(name, (RECORDS, name))
+def location(name, seed=train_mlp_pytorch.SEED):
+    """(records folder, run name) of an experiment's record with `seed`."""
+    if name in ELSEWHERE:
+        return seed_location(ELSEWHERE[name], seed)
+    return RECORDS, name if seed == train_mlp_pytorch.SEED else f'{name}/seed_{seed}'
 
 
 # (name, group, the change in one line, settings that differ from train_mlp_pytorch.train's defaults)
@@ -99,38 +107,61 @@ def describe(changes):
 
 
 def collect_rows():
-    """One row per experiment that has a record, in EXPERIMENTS order; each with the row it is
-    measured against: the default for a single change, the previous combination (or its BASES
-    entry) for a combination."""
+    """One row per experiment that has records, in EXPERIMENTS order, with its final test accuracies over
+    its seeds, and the row it is measured against: the default for a single change, the previous
+    combination (or its BASES entry) for a combination."""
     rows, base = [], None
     for name, group, change, changes in EXPERIMENTS:
-        record = load_record(*location(name))
-        if record is None:
+        records = [record for seed in SEEDS if (record := load_record(*location(name, seed))) is not None]
+        if not records:
             continue
-        s = record['summary']
-        row = dict(name=name, group=group, change=change, settings=describe(normalized(changes)),
-                   final_test_accuracy=s['final_test_accuracy'], best_test_accuracy=s['best_test_accuracy'],
-                   steps=s['steps'], time_s=s['time_s'], seed=record['config']['seed'], status=s['status'],
-                   base=BASES.get(name, base) if group == 'combo' else ('default' if name != 'default' else None))
+        statuses = {record['summary']['status'] for record in records}
+        rows.append(dict(name=name, group=group, change=change, settings=describe(normalized(changes)),
+                         accuracies=[r['summary']['final_test_accuracy'] for r in records
+                                     if r['summary']['final_test_accuracy'] is not None],
+                         seeds=[r['config']['seed'] for r in records], status='/'.join(sorted(statuses)),
+                         base=BASES.get(name, base) if group == 'combo' else ('default' if name != 'default' else None)))
         if name == 'default' or group == 'combo':
             base = name
-        rows.append(row)
     return rows
 
 
+def spread(accuracies):
+    """(mean, sample standard deviation) of a row's accuracies; the deviation is None for fewer than two."""
+    values = np.asarray(accuracies, dtype=np.float64)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else None
+
+
+def effect(row, base):
+    """(difference of the means, its standard error, whether it is an effect: larger than twice the error)."""
+    (mean, std), (base_mean, base_std) = spread(row['accuracies']), spread(base['accuracies'])
+    if std is None or base_std is None:
+        return mean - base_mean, None, None
+    error = math.sqrt(std ** 2 / len(row['accuracies']) + base_std ** 2 / len(base['accuracies']))
+    return mean - base_mean, error, abs(mean - base_mean) > 2 * error
+
+
 def table(rows):
-    """The report's table: experiment, its change, final test accuracy, and the gain over its base row."""
-    accuracy = {r['name']: r['final_test_accuracy'] for r in rows}
+    """The report's table: experiment, its change, final test accuracy over the seeds (mean ± standard
+    deviation), and the difference from its base row, judged against the noise."""
+    by_name = {r['name']: r for r in rows}
     cells = []
     for r in rows:
         status = '' if r['status'] == 'completed' else f" ({r['status']})"
-        final = '—' if r['final_test_accuracy'] is None else f"{r['final_test_accuracy']:.4f}"
-        delta = ''
-        if r['base'] and r['final_test_accuracy'] is not None and accuracy.get(r['base']) is not None:
-            delta = f"{r['final_test_accuracy'] - accuracy[r['base']]:+.4f} vs {r['base']}"
+        if r['accuracies']:
+            mean, std = spread(r['accuracies'])
+            final = f'{mean:.4f}' + (f' ± {std:.4f}' if std is not None else '') + f" ({len(r['accuracies'])})"
+        else:
+            final = '—'
+        delta = verdict = ''
+        if r['base'] in by_name and r['accuracies'] and by_name[r['base']]['accuracies']:
+            difference, error, real = effect(r, by_name[r['base']])
+            delta = f"{difference:+.4f} vs {r['base']}"
+            verdict = '' if real is None else ('effect' if real else 'within noise') + f' (2 SE = {2 * error:.4f})'
         folder = os.path.relpath(os.path.join(*location(r['name'])), os.path.dirname(RESULTS))
-        cells.append([f"[{r['name']}]({folder}/history.json)", r['change'], final + status, delta])
-    return markdown_table(['experiment (its record)', 'change', 'final test acc', 'Δ'], cells)
+        cells.append([f"[{r['name']}]({folder}/history.json)", r['change'], final + status, delta, verdict])
+    return markdown_table(['experiment (seed 42\'s record)', 'change', 'final test acc, mean ± std (seeds)', 'Δ mean',
+                           'judged'], cells)
 
 
 def main():
@@ -140,7 +171,9 @@ def main():
     parser.add_argument('--only', default=None, help='comma-separated experiment names')
     parser.add_argument('--list', action='store_true', help='list the experiments and whether they are done')
     parser.add_argument('--rerun', action='store_true', help='run even if a matching record exists')
+    parser.add_argument('--seeds', default=','.join(map(str, SEEDS)), help='comma-separated seeds of every row')
     args = parser.parse_args()
+    seeds = [int(seed) for seed in args.seeds.split(',')]
 
     names = {e[0] for e in EXPERIMENTS}
     only = set(args.only.split(',')) if args.only else None
@@ -149,12 +182,13 @@ def main():
     todo = [e for e in EXPERIMENTS if (args.group in ('all', e[1])) and (only is None or e[0] in only)]
     if args.list:
         for name, group, _, changes in EXPERIMENTS:
-            done = 'done' if is_done(*location(name), normalized(changes)) else 'todo'
-            print(f'{name:20s} {group:7s} {done:5s} {describe(normalized(changes))}')
+            done = sum(is_done(*location(name, seed), dict(normalized(changes), seed=seed)) for seed in seeds)
+            print(f'{name:20s} {group:7s} {done}/{len(seeds)} seeds done  {describe(normalized(changes))}')
         return
     data = cifar10_utils.get_cifar10(args.data_dir)
     for name, _, _, changes in todo:
-        run_mlp(*location(name), normalized(changes), data, args.rerun)
+        for seed in seeds:
+            run_once(*location(name, seed), dict(normalized(changes), seed=seed), data, args.rerun)
     print(f'{len(collect_rows())} experiments recorded; python make_report.py puts them into docs/report.md')
 
 

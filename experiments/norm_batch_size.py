@@ -12,7 +12,7 @@ import os
 from matplotlib.figure import Figure
 
 import cifar10_utils
-from experiments.records import RESULTS, load_record, markdown_table, run_mlp
+from experiments.records import RESULTS, load_record, markdown_table, run_once
 
 RECORDS = os.path.join(RESULTS, 'norm_batch_size')
 
@@ -87,7 +87,7 @@ def main():
     data = cifar10_utils.get_cifar10(args.data_dir)
     for batch_size in BATCH_SIZES:
         for norm in [args.norm] if args.norm else NORMS:
-            run_mlp(RECORDS, name_of(norm, batch_size), changes_for(norm, batch_size, data['train'].num_examples),
+            run_once(RECORDS, name_of(norm, batch_size), changes_for(norm, batch_size, data['train'].num_examples),
                     data, args.rerun)
     print(f'{len(collect_rows())} runs recorded; python make_report.py puts them into docs/report.md')
 

@@ -40,6 +40,12 @@ def write_json(path, result):
         f.write('\n')
 
 
+def seed_location(run, seed, headline_seed=42):
+    """(records folder, run name) of a headline run with another seed: the headline record itself for its
+    own seed (the README's command writes it), docs/results/seeds/<run>/seed_<seed>/ for the others."""
+    return (RESULTS, run) if seed == headline_seed else (os.path.join(RESULTS, 'seeds'), f'{run}/seed_{seed}')
+
+
 def load_record(records_dir, name):
     """A run's history.json from records_dir/name, or None."""
     return load_json(os.path.join(records_dir, name, 'history.json'))
@@ -52,13 +58,13 @@ def is_done(records_dir, name, changes):
             and all(record['config'].get(key) == value for key, value in changes.items()))
 
 
-def run_mlp(records_dir, name, changes, data, rerun=False):
-    """train_mlp_pytorch.train(**changes) into records_dir/name, unless already done."""
+def run_once(records_dir, name, changes, data, rerun=False, train=train_mlp_pytorch.train):
+    """train(**changes) (a script's train(); the PyTorch MLP's by default) into records_dir/name, unless done."""
     if is_done(records_dir, name, changes) and not rerun:
         print(f'{name}: done, skipped', flush=True)
         return load_record(records_dir, name)
     print(f'{name}: running {changes}', flush=True)
-    record = train_mlp_pytorch.train(**changes, data=data, output_dir=os.path.join(records_dir, name), progress=False)
+    record = train(**changes, data=data, output_dir=os.path.join(records_dir, name), progress=False)
     s = record['summary']
     if s['final_test_accuracy'] is None:
         print(f"{name}: {s['status']} at step {s['steps']}, before any evaluation", flush=True)

@@ -3,14 +3,17 @@ is nearly flat after training, with Tanh and with ELU.
 
     python -m experiments.tanh_saturation --data_dir ../shared/cifar10/cifar-10-batches-py
 
-Trains the default PyTorch MLP (1 x 100, SGD, 1400 steps, seed 42) with each activation,
-then measures the hidden pre-activations x on the test images: the share with |x| > 2,
+Trains the default PyTorch MLP (1 x 100, SGD, 1400 steps, seed 42) with each activation, exactly the
+sweep's runs mlp_sweep/tanh and mlp_sweep/default (the same settings and seed give the same record, bit
+for bit, which is checked), then loads each run's final weights and measures the hidden pre-activations
+x on the test images: the share with |x| > 2,
 where tanh'(x) = 1 - tanh(x)^2 < 0.071 (both sides are flat for Tanh), the share with
 x < -2, where ELU'(x) = e^x < 0.135 (ELU is flat on its negative side only), and the
 median |x|. Writes docs/results/tanh_saturation.json.
 """
 import argparse
 import os
+import tempfile
 
 import torch
 from matplotlib.figure import Figure
@@ -44,11 +47,11 @@ def plot_curves_side_by_side(path):
     records = {label: load_record(os.path.join(RESULTS, 'mlp_sweep'), name) for label, name in runs.items()}
     if None in records.values():
         return
-    fig = Figure(figsize=(11, 4))
+    fig = Figure(figsize=(11, 4.8))
     ax_loss, ax_acc = fig.subplots(1, 2)
     for label, record in records.items():
         draw_curves(record, ax_loss, ax_acc, label=label)
-    fig.suptitle('mlp_sweep/default (ELU) and mlp_sweep/tanh: the default MLP with each activation')
+    fig.suptitle('The default MLP with ELU and with Tanh (seed 42)')
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -59,12 +62,16 @@ def main():
     args = parser.parse_args()
     data = cifar10_utils.get_cifar10(args.data_dir)
     result = {}
-    for activation in ('tanh', 'elu'):
-        torch.manual_seed(train_mlp_pytorch.SEED)  # the same initial weights as train() draws
-        model = MLP(train_mlp_pytorch.N_INPUTS, [100], train_mlp_pytorch.N_CLASSES, activation=activation)
-        record = train_mlp_pytorch.train(activation=activation, data=data, progress=False, network=model)
+    for activation, sweep_row in (('tanh', 'tanh'), ('elu', 'default')):
+        with tempfile.TemporaryDirectory() as out:
+            record = train_mlp_pytorch.train(activation=activation, data=data, progress=False, output_dir=out)
+            model = MLP(train_mlp_pytorch.N_INPUTS, [100], train_mlp_pytorch.N_CLASSES, activation=activation)
+            model.load_state_dict(torch.load(os.path.join(out, 'state.pt'), weights_only=True)['model'])  # final
+        sweep = load_record(os.path.join(RESULTS, 'mlp_sweep'), sweep_row)
+        same = sweep is not None and sweep['test'] == record['test'] and sweep['train']['loss'] == record['train']['loss']
         pre = first_layer_preactivations(model, data['test'].images)
-        result[activation] = {'final_test_accuracy': record['summary']['final_test_accuracy'], **saturation(pre)}
+        result[activation] = {'run': f'mlp_sweep/{sweep_row}', 'same_record_as_that_run': same,
+                              'final_test_accuracy': record['summary']['final_test_accuracy'], **saturation(pre)}
         print(activation, result[activation], flush=True)
     write_json('tanh_saturation.json', result)
 

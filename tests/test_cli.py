@@ -26,7 +26,7 @@ SCRIPTS = {
     'train_transfer': (['--weights', 'none', '--max_steps', '2', '--eval_freq', '2', '--batch_size', '4'], [2]),
 }
 TORCH_SCRIPTS = [name for name in SCRIPTS if name != 'train_mlp_numpy']
-NOT_SETTINGS = {'output_dir', 'progress', 'resume', 'data', 'network'}  # train()'s arguments that are not flags of a run
+NOT_SETTINGS = {'output_dir', 'progress', 'resume', 'data'}  # train()'s arguments that are not flags of a run
 
 
 @pytest.mark.parametrize('script', SCRIPTS)

@@ -15,12 +15,13 @@ QUESTIONS = ['1.1 a)', '1.1 b)', '1.1 c)', '1.1 d)', '1.2', '2.1', '2.2', '3.1',
 
 
 def test_check_fails_when_a_generated_file_is_stale(tmp_path, monkeypatch, capsys):
-    for name in ('README', 'REPORT'):
-        copy = tmp_path / f'{name}.md'
-        shutil.copy(getattr(make_report, name), copy)
-        monkeypatch.setattr(make_report, name, str(copy))
-    monkeypatch.setattr(make_report, 'render', lambda draw_figures=False: (tmp_path / 'REPORT.md').read_text())
-    make_report.main(['--check'])  # as generated: passes
+    generated = {}
+    for path, make in make_report.GENERATED.items():  # README.md, docs/report.md, docs/benchmarks.md, as generated
+        copy = tmp_path / os.path.basename(path)
+        copy.write_text(make())
+        generated[str(copy)] = make
+    monkeypatch.setattr(make_report, 'GENERATED', generated)
+    make_report.main(['--check'])
     assert 'match the records' in capsys.readouterr().out
     readme = tmp_path / 'README.md'
     readme.write_text(readme.read_text().replace('| what | result | command |', '| what | result (edited) | command |'))
@@ -97,3 +98,40 @@ def test_a_truncated_or_non_finite_record_is_named_in_one_line(content, fragment
 def test_readme_commands_write_into_runs_never_over_the_committed_records():
     commands = re.findall(r'`(python [^`]+)`', pathlib.Path(make_report.README).read_text())
     assert commands and not [command for command in commands if re.search(r'--(output_dir|json) docs/', command)]
+
+
+TOOLS = ('pandoc', 'latexmk', 'pdflatex', 'pdftotext')
+
+
+@pytest.mark.skipif(not all(shutil.which(tool) for tool in TOOLS),
+                    reason='needs pandoc, latexmk, pdflatex and pdftotext (Debian: pandoc texlive-latex-recommended '
+                           'texlive-fonts-recommended lmodern latexmk poppler-utils)')
+def test_the_pdf_holds_every_question_and_every_figure_caption(tmp_path, monkeypatch):
+    import subprocess
+    monkeypatch.setattr(make_report, 'PDF', str(tmp_path / 'report.pdf'))
+    make_report.build_pdf()
+    text = ' '.join(subprocess.run(['pdftotext', str(tmp_path / 'report.pdf'), '-'], capture_output=True, text=True,
+                                   check=True).stdout.split())
+    for question in QUESTIONS:
+        assert f'Question {question}' in text, question
+    captions = re.findall(r'\{\{(?:figure:[^|]+\|[^|]+|image:[^|]+)\|([^}]+)\}\}',
+                          pathlib.Path(make_report.TEMPLATE).read_text())
+    assert len(captions) >= 7
+    for caption in captions:  # its first words (a caption's line breaks may hyphenate later ones)
+        assert ' '.join(caption.split()[:6]) in text, caption
+
+
+def test_the_submission_zip_holds_the_pdf_and_every_tracked_file(tmp_path, monkeypatch):
+    import subprocess
+    import zipfile
+    monkeypatch.chdir(tmp_path)
+    name = make_report.build_zip('Doe')
+    assert name == 'Doe_assignment1.zip'
+    with zipfile.ZipFile(tmp_path / name) as archive:
+        names = set(archive.namelist())
+        assert archive.testzip() is None
+    tracked = set(subprocess.run(['git', 'ls-files'], cwd=make_report.ROOT, capture_output=True, text=True,
+                                 check=True).stdout.split())
+    assert names == tracked | {'docs/report.pdf'}
+    assert {'train_mlp_numpy.py', 'modules.py', 'convnet_pytorch.py', 'README.md', 'docs/report.md'} <= names
+    assert not [n for n in names if n.startswith(('runs/', 'cifar10/')) or n.endswith(('.pt', '.npz', '.tar.gz'))]
