@@ -30,7 +30,8 @@ CIFAR10_MD5 = 'c58f30108f718f92721af3b95e74349a'
 ARCHIVE_NAME = 'cifar-10-python.tar.gz'
 ARCHIVE_FOLDER = 'cifar-10-batches-py'  # the one folder inside the archive
 CHUNK = 1 << 20
-DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)  # the disk's fault, not the network's
+# the disk's fault, not the network's
+DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
 TRAIN_FILES = tuple(f'data_batch_{i}' for i in range(1, 6))
 TEST_FILE = 'test_batch'
 BATCH_FILES = TRAIN_FILES + (TEST_FILE,)

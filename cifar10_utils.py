@@ -271,8 +271,8 @@ class DataSplits(dict):
             raise AttributeError(f"no split '{name}'; splits are {sorted(self)}") from None
 
 
-def read_data_sets(data_dir, one_hot=True, validation_size=0, download=True):
-    """Load (downloading if needed), preprocess and split CIFAR-10.
+def get_cifar10(data_dir=CIFAR10_FOLDER, one_hot=True, validation_size=0, download=True):
+    """The skeleton's entry point: load (downloading if needed), preprocess and split CIFAR-10.
 
     Returns DataSplits with 'train', 'validation' (the first validation_size
     training images) and 'test' DataSets, and the files' `source`.
@@ -302,6 +302,6 @@ def read_data_sets(data_dir, one_hot=True, validation_size=0, download=True):
     return splits
 
 
-def get_cifar10(data_dir=CIFAR10_FOLDER, one_hot=True, validation_size=0, download=True):
-    """The skeleton's entry point: see read_data_sets."""
-    return read_data_sets(data_dir, one_hot, validation_size, download)
+def read_data_sets(data_dir, one_hot=True, validation_size=0, download=True):
+    """The original name of get_cifar10."""
+    return get_cifar10(data_dir, one_hot, validation_size, download)

@@ -30,7 +30,6 @@ import zipfile
 import numpy as np
 
 import cifar10_utils
-import train_mlp_numpy
 import transfer_pytorch
 from benchmarks.model_size import macs_per_image, n_parameters, network_of
 from convnet_pytorch import ConvNet

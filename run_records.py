@@ -70,7 +70,8 @@ class RunRecord:
                 os.makedirs(path, exist_ok=True)
                 self._lock = open(os.path.join(path, LOCK), 'a+')
             except (FileExistsError, NotADirectoryError):
-                raise SettingsError(f"--output_dir '{path}' is a file or lies under one; choose a folder path") from None
+                raise SettingsError(f"--output_dir '{path}' is a file or lies under one; choose a folder "
+                                    'path') from None
             except OSError as err:
                 raise SettingsError(f"--output_dir '{path}' cannot be written ({err.strerror}); choose a writable "
                                     'folder') from None
@@ -98,11 +99,9 @@ class RunRecord:
         try:
             saved = json.loads(pathlib.Path(path).read_text())
             config, self.train, self.test, summary = saved['config'], saved['train'], saved['test'], saved['summary']
-        except FileNotFoundError:
-            raise SettingsError(f"--resume: '{self.output_dir}' holds no run to resume; run without --resume") from None
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise SettingsError(f"--resume: '{path}' cannot be read ({type(err).__name__}); delete the folder and run "
-                                'without --resume') from None
+        except (OSError, ValueError, KeyError, TypeError) as err:  # missing, truncated or not ours
+            raise SettingsError(f"--resume: '{self.output_dir}' holds no run to resume ({path}: {type(err).__name__}); "
+                                'run without --resume') from None
         changed = [f'--{key} ({config.get(key)!r} then, {value!r} now)' for key, value in self.config.items()
                    if config.get(key) != value]
         require(not changed, f"--resume: {', '.join(changed)} differ from the run in '{self.output_dir}'; resume it "
@@ -152,8 +151,9 @@ class RunRecord:
             self.time_s = time.perf_counter() - self._start
             self.save(plot=False)
         if self.progress:
-            self._bar.write(f'step {step:>6}/{self.max_steps}: train loss {np.mean(self.train["loss"][-LOG_EVERY:]):.4f}'
-                            f'  test loss {loss:.4f}  test accuracy {accuracy:.4f}', file=sys.stderr)
+            recent = np.mean(self.train['loss'][-LOG_EVERY:])
+            self._bar.write(f'step {step:>6}/{self.max_steps}: train loss {recent:.4f}  test loss {loss:.4f}  '
+                            f'test accuracy {accuracy:.4f}', file=sys.stderr)
         now = time.perf_counter()
         self.eval_time_s, self._mark = self.eval_time_s + now - self._mark, now
 
@@ -166,8 +166,10 @@ class RunRecord:
             self.status = 'completed'
         elif issubclass(kind, Diverged):
             self.status, self.error = 'diverged', str(error)
-        elif issubclass(kind, Exception):  # our own errors (a refused write) say what they are already
-            self.status, self.error = 'failed', str(error) if isinstance(error, RunError) else f'{kind.__name__}: {error}'
+        elif issubclass(kind, RunError):  # our own (a write the disk refused) says what it is already
+            self.status, self.error = 'failed', str(error)
+        elif issubclass(kind, Exception):
+            self.status, self.error = 'failed', f'{kind.__name__}: {error}'
         else:  # KeyboardInterrupt: Ctrl-C or SIGTERM
             self.status = 'interrupted'
         with contextlib.suppress(Exception):
@@ -208,7 +210,8 @@ class RunRecord:
                 'final_test_loss': finite_or_none(self.test['loss'][-1]) if acc else None,
                 'best_test_accuracy': acc[best] if acc else None, 'best_step': self.test['step'][best] if acc else None,
                 'time_s': round(self.time_s, 3), 'eval_time_s': round(self.eval_time_s, 3),
-                'train_images_per_s': round(steps * self.config['batch_size'] / train_time, 1) if train_time > 0 else None,
+                'train_images_per_s': round(steps * self.config['batch_size'] / train_time, 1) if train_time > 0
+                else None,
                 **{f'final_test_{name}': values[-1] for name, values in self.test.items()
                    if name not in ('step', 'loss', 'accuracy') and values}}
 

@@ -6,20 +6,22 @@ import os
 import torch
 from torch.optim import lr_scheduler
 
-from training_utils import OPTIMIZERS, SCHEDULERS, RunError, SettingsError, check_warmup, require, require_choice
+from training_utils import RunError, SettingsError, check_warmup, require
 
 def get_device(name='auto'):
     """torch.device for 'auto' (cuda, then mps, then cpu) or a name; SettingsError for a name torch does
     not know or a device this machine does not have."""
     if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu')
+        mps = torch.backends.mps.is_available()
+        return torch.device('cuda' if torch.cuda.is_available() else 'mps' if mps else 'cpu')
     try:
         device = torch.device(name)
         torch.empty(0, device=device)  # fails where this machine has no such device
     except (RuntimeError, AssertionError):
         raise SettingsError(f'device {name!r} is not available on this machine; use auto, cpu, cuda, cuda:N or mps '
                             f'(it has {torch.cuda.device_count() or "no"} CUDA GPU(s))') from None
-    require(device.type in ('cpu', 'cuda', 'mps'), f'device {name!r} is not supported; use auto, cpu, cuda, cuda:N or mps')
+    require(device.type in ('cpu', 'cuda', 'mps'),
+            f'device {name!r} is not supported; use auto, cpu, cuda, cuda:N or mps')
     return device
 
 
@@ -37,10 +39,9 @@ def to_tensors(split, device, memory_format=torch.contiguous_format):
 
 
 class TensorBatches:
-    """Endless mini-batches of tensors kept on one device: a fresh random order each epoch, drawn on that
-    device (a GPU never waits for the host); an epoch's incomplete last batch is dropped. `augment` is
-    applied to each image batch. Data-parallel runs draw the order from a `generator` all processes
-    share, and each gathers and augments only its `shard` of every batch."""
+    """Endless mini-batches from tensors on one device, in a fresh random order each epoch drawn there (an
+    epoch's incomplete last batch is dropped), each image batch passed through `augment`. Data-parallel runs
+    draw the order from a `generator` all processes share, and each takes only its `shard` of every batch."""
 
     def __init__(self, images, labels, batch_size, augment=None, generator=None, shard=None):
         self.images, self.labels, self.batch_size, self.augment = images, labels, batch_size, augment
@@ -101,7 +102,6 @@ def evaluate(model, images, labels, *, batch_size, processes, flip_tta=False):
 def make_optimizer(name, params, lr, weight_decay=0.0, momentum=0.9):
     """'sgd' (plain), 'momentum', 'nesterov', 'adam' or 'adamw'. Adam and AdamW use the fused
     kernels on CPU and CUDA (one kernel for all parameters, measured faster than the loop over them)."""
-    require_choice('optimizer', name, OPTIMIZERS)
     params = list(params)
     fused = all(p.device.type in ('cpu', 'cuda') for p in params) or None
     if name in ('sgd', 'momentum', 'nesterov'):
@@ -114,7 +114,6 @@ def make_optimizer(name, params, lr, weight_decay=0.0, momentum=0.9):
 def make_scheduler(name, optimizer, total_steps, warmup_steps=0):
     """Per-step learning-rate factor: 'none' (1), 'step' (x0.1 at 50% and 75%), 'cosine' (to 0), each after
     a linear warm-up of warmup_steps; 'onecycle': torch's one-cycle (warm-up 30% unless warmup_steps given)."""
-    require_choice('scheduler', name, SCHEDULERS)
     check_warmup(warmup_steps, total_steps)
     if name == 'onecycle':
         return lr_scheduler.OneCycleLR(optimizer, max_lr=[group['lr'] for group in optimizer.param_groups],

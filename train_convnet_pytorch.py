@@ -88,8 +88,9 @@ def train(*, arch=ARCH, learning_rate=LEARNING_RATE, max_steps=None, batch_size=
                   label_smoothing=label_smoothing, augment=augment, ema_decay=ema_decay, tta=tta, epochs=epochs,
                   device=str(device), compile=compile, channels_last=channels_last, world_size=processes.world_size,
                   eval_batch_size=EVAL_BATCH_SIZE)
-    with RunRecord(output_dir if processes.is_main else None, config, progress=progress and processes.is_main,
-                   silent=not processes.is_main, environment=environment(device), resume=resume) as run, processes.joined(device):
+    is_main = processes.is_main  # under torchrun, rank 0 alone writes and prints
+    with RunRecord(output_dir if is_main else None, config, progress=progress and is_main, silent=not is_main,
+                   environment=environment(device), resume=resume) as run, processes.joined(device):
         np.random.seed(seed)
         torch.manual_seed(seed)  # the same initial weights in every process
         if device.type == 'cuda':

@@ -3,7 +3,8 @@
     python train_mlp_numpy.py --data_dir ../shared/cifar10/cifar-10-batches-py
     python train_mlp_numpy.py --dnn_hidden_units 200,100 --learning_rate 2e-3 --max_steps 3000
 
-Writes history.json (config + every recorded number) and curves.png into --output_dir. From Python: `record = train(max_steps=500)`.
+Writes history.json (config + every recorded number) and curves.png into --output_dir.
+From Python: `record = train(max_steps=500)`.
 """
 import os
 

@@ -24,8 +24,8 @@ from torch_training import (TensorBatches, environment, evaluate, get_device, lo
                             make_optimizer, make_scheduler, random_crop_flip, save_state, to_tensors)
 from train_mlp_numpy import BATCH_SIZE, DATA_DIR, DNN_HIDDEN_UNITS, EVAL_FREQ, LEARNING_RATE, MAX_STEPS, SEED
 from training_utils import accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets) lives here too)
-from training_utils import (SettingsError, check_batch_size, check_fits_in_memory, check_run_settings, check_torch_settings,
-                            check_warmup, exit_status, hidden_units, is_number, require)
+from training_utils import (SettingsError, check_batch_size, check_fits_in_memory, check_run_settings,
+                            check_torch_settings, check_warmup, exit_status, hidden_units, is_number, require)
 
 # Settings: each flag's default, written once; train() takes the same names. The assignment's flags have the
 # NumPy script's defaults (the same network and training): DNN_HIDDEN_UNITS, LEARNING_RATE, MAX_STEPS (unless
@@ -78,7 +78,8 @@ def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max
           eval_freq=EVAL_FREQ, seed=SEED, data_dir=DATA_DIR, activation=ACTIVATION, norm=NORM, dropout=DROPOUT,
           init=INIT, optimizer=OPTIMIZER, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, scheduler=SCHEDULER,
           warmup_steps=WARMUP_STEPS, label_smoothing=LABEL_SMOOTHING, augment=AUGMENT, zca_eps=ZCA_EPS,
-          ema_decay=EMA_DECAY, tta=TTA, epochs=None, device=DEVICE, output_dir=None, progress=True, resume=False, data=None):
+          ema_decay=EMA_DECAY, tta=TTA, epochs=None, device=DEVICE, output_dir=None, progress=True, resume=False,
+          data=None):
     """Train an MLP and return its record (config, curves, summary). The defaults are the NumPy script's.
 
     The run lasts max_steps (MAX_STEPS if neither is given) or `epochs`. `zca_eps`: if given,
@@ -90,7 +91,8 @@ def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max
                        seed=seed, epochs=epochs)
     check_torch_settings(optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, scheduler=scheduler,
                          warmup_steps=warmup_steps, label_smoothing=label_smoothing, ema_decay=ema_decay)
-    require(zca_eps is None or is_number(zca_eps) and zca_eps > 0, f'zca_eps must be a positive number, got {zca_eps!r}')
+    require(zca_eps is None or is_number(zca_eps) and zca_eps > 0,
+            f'zca_eps must be a positive number, got {zca_eps!r}')
     require(not resume or output_dir, '--resume needs the --output_dir of the run to go on with')
     if epochs is None:  # in epochs, the run's length is known once the data are loaded
         max_steps = max_steps or MAX_STEPS
@@ -113,8 +115,9 @@ def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max
                   weight_decay=weight_decay, scheduler=scheduler, warmup_steps=warmup_steps,
                   label_smoothing=label_smoothing, augment=augment, zca_eps=zca_eps, ema_decay=ema_decay, tta=tta,
                   epochs=epochs, device=str(device), world_size=processes.world_size, eval_batch_size=EVAL_BATCH_SIZE)
-    with RunRecord(output_dir if processes.is_main else None, config, progress=progress and processes.is_main,
-                   silent=not processes.is_main, environment=environment(device), resume=resume) as run, processes.joined(device):
+    is_main = processes.is_main  # under torchrun, rank 0 alone writes and prints
+    with RunRecord(output_dir if is_main else None, config, progress=progress and is_main, silent=not is_main,
+                   environment=environment(device), resume=resume) as run, processes.joined(device):
         np.random.seed(seed)
         torch.manual_seed(seed)  # the same initial weights in every process
         cifar10 = data if data is not None else cifar10_utils.get_cifar10(data_dir)
@@ -127,7 +130,8 @@ def train(*, dnn_hidden_units=DNN_HIDDEN_UNITS, learning_rate=LEARNING_RATE, max
         max_steps = max_steps or math.ceil(epochs * n_train / batch_size)
         train_x, train_y = to_tensors(cifar10['train'], device)
         test_x, test_y = to_tensors(cifar10['test'], device)
-        model = MLP(N_INPUTS, hidden, N_CLASSES, activation=activation, norm=norm, dropout=dropout, init=init).to(device)
+        model = MLP(N_INPUTS, hidden, N_CLASSES, activation=activation, norm=norm, dropout=dropout, init=init)
+        model = model.to(device)
         optimizer = make_optimizer(optimizer, model.parameters(), lr=learning_rate, weight_decay=weight_decay,
                                    momentum=momentum)
         scheduler = make_scheduler(scheduler, optimizer, total_steps=max_steps, warmup_steps=warmup_steps)

@@ -97,8 +97,9 @@ def train(*, model=MODEL, weights=WEIGHTS, input_mode=INPUT_MODE, freeze=FREEZE,
                   scheduler=scheduler, warmup_steps=warmup_steps, label_smoothing=label_smoothing, augment=augment,
                   ema_decay=ema_decay, tta=tta, epochs=epochs, device=str(device), world_size=processes.world_size,
                   eval_batch_size=EVAL_BATCH_SIZE)
-    with RunRecord(output_dir if processes.is_main else None, config, progress=progress and processes.is_main,
-                   silent=not processes.is_main, environment=environment(device), resume=resume) as run, processes.joined(device):
+    is_main = processes.is_main  # under torchrun, rank 0 alone writes and prints
+    with RunRecord(output_dir if is_main else None, config, progress=progress and is_main, silent=not is_main,
+                   environment=environment(device), resume=resume) as run, processes.joined(device):
         np.random.seed(seed)
         torch.manual_seed(seed)  # the same new classifier in every process
         cifar10 = data if data is not None else imagenet_normalized(data_dir)

@@ -61,7 +61,8 @@ def check_run_settings(*, max_steps, batch_size, eval_freq, learning_rate, seed,
                 f'{name} must be a positive integer, got {value!r}')
     require(max_steps is None or epochs is None, 'give --epochs or --max_steps, not both')
     require(epochs is None or is_number(epochs) and epochs > 0, f'epochs must be a positive number, got {epochs!r}')
-    require(is_number(learning_rate) and learning_rate > 0, f'learning_rate must be a positive number, got {learning_rate!r}')
+    require(is_number(learning_rate) and learning_rate > 0,
+            f'learning_rate must be a positive number, got {learning_rate!r}')
     require(is_number(seed, integer=True) and 0 <= seed <= SEED_MAX,
             f"seed must be an integer in 0..{SEED_MAX} (numpy's range), got {seed!r}")
 
@@ -81,7 +82,8 @@ def check_torch_settings(*, optimizer, momentum, weight_decay, scheduler, warmup
 
 
 def check_warmup(warmup_steps, total_steps):
-    require(warmup_steps < total_steps, f'warmup_steps ({warmup_steps}) must be shorter than the run ({total_steps} steps)')
+    require(warmup_steps < total_steps,
+            f'warmup_steps ({warmup_steps}) must be shorter than the run ({total_steps} steps)')
 
 
 def check_batch_size(batch_size, n_train):

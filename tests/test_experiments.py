@@ -25,21 +25,22 @@ def test_is_done_needs_the_same_settings_and_a_finished_run(tmp_path):
     assert load_record(tmp_path, 'missing') is None
 
 
-def test_sweep_table_gives_each_row_its_gain_over_its_base():
-    rows = [dict(name='default', group='single', change='defaults', final_test_accuracy=0.5, status='completed',
+def test_sweep_table_gives_each_row_its_mean_and_judges_its_difference_against_the_noise():
+    rows = [dict(name='default', group='single', change='defaults', accuracies=[0.50, 0.49, 0.51], status='completed',
                  base=None),
-            dict(name='lr_1e-2', group='single', change='lr', final_test_accuracy=None, status='diverged',
+            dict(name='lr_1e-2', group='single', change='lr', accuracies=[], status='diverged', base='default'),
+            dict(name='small', group='single', change='s', accuracies=[0.505, 0.495, 0.515], status='completed',
                  base='default'),
-            dict(name='combo_a', group='combo', change='a', final_test_accuracy=0.55, status='completed',
-                 base='default'),
-            dict(name='combo_b', group='combo', change='b', final_test_accuracy=0.6, status='completed',
-                 base='combo_a')]
+            dict(name='combo_a', group='combo', change='a', accuracies=[0.55, 0.56, 0.54], status='completed',
+                 base='default')]
     lines = mlp_sweep.table(rows).splitlines()
     assert len(lines) == 6
-    assert lines[3].endswith('| lr | — (diverged) |  |')
-    assert lines[4].endswith('| a | 0.5500 | +0.0500 vs default |')
-    assert lines[5].endswith('| b | 0.6000 | +0.0500 vs combo_a |')
-    assert lines[5].startswith('| [combo_b](results/mlp_sweep/combo_b/history.json) |')
+    assert '| 0.5000 ± 0.0100 (3) |' in lines[2]
+    assert lines[3].endswith('| lr | — (diverged) |  |  |')
+    # +0.005 against a standard error of sqrt(0.01^2/3 + 0.01^2/3) = 0.0082: within noise
+    assert lines[4].endswith('| +0.0050 vs default | within noise (2 SE = 0.0163) |')
+    assert lines[5].endswith('| +0.0500 vs default | effect (2 SE = 0.0163) |')
+    assert lines[5].startswith('| [combo_a](results/mlp_sweep/combo_a/history.json) |')
 
 
 def test_sweep_rows_measure_combinations_against_the_previous_one(monkeypatch):
@@ -51,6 +52,14 @@ def test_sweep_rows_measure_combinations_against_the_previous_one(monkeypatch):
     assert rows['adam_kaiming_bn']['base'] == 'default' and rows['+dropout_wd']['base'] == 'adam_kaiming_bn'
     assert rows['+wider_40ep']['base'] == '+onecycle_ls_gelu' and rows['+zca']['base'] == '+onecycle_ls_gelu'
     assert rows['best']['base'] == '+wider_40ep'
+    assert rows['tanh']['accuracies'] == [0.5, 0.5, 0.5]  # one record per seed
+
+
+def test_each_seed_has_its_own_record_and_the_best_row_is_the_presets():
+    assert mlp_sweep.location('tanh') == (mlp_sweep.RECORDS, 'tanh')
+    assert mlp_sweep.location('tanh', 43) == (mlp_sweep.RECORDS, 'tanh/seed_43')
+    assert mlp_sweep.location('best')[1] == 'mlp_pytorch_best'  # where --preset best's README command writes it
+    assert mlp_sweep.location('best', 44)[1] == 'mlp_pytorch_best/seed_44'
 
 
 def test_every_experiment_name_is_unique_and_has_a_reason():

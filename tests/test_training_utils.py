@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import torch_training
 from run_records import RunRecord
 from torch_training import TensorBatches, make_optimizer, make_scheduler, random_crop_flip
-from training_utils import RunError, RunFailed, SettingsError
+from training_utils import OPTIMIZERS, RunError, RunFailed, SettingsError
 
 
 def test_random_crop_flip_gives_shifted_or_mirrored_crops():
@@ -70,13 +69,15 @@ def test_schedules():
     one_cycle = lr_curve('onecycle')
     assert one_cycle[0] < 0.1 and max(one_cycle) == pytest.approx(1.0, rel=0.01) and one_cycle[-1] < 1e-3
     assert int(np.argmax(one_cycle)) == pytest.approx(30, abs=1)
-    with pytest.raises(SettingsError, match='scheduler must be one of'):
-        lr_curve('linear')
+    from training_utils import check_torch_settings
+    with pytest.raises(SettingsError, match='scheduler must be one of'):  # train() checks every name before any work
+        check_torch_settings(optimizer='sgd', momentum=0.9, weight_decay=0.0, scheduler='linear', warmup_steps=0,
+                             label_smoothing=0.0, ema_decay=None)
     with pytest.raises(SettingsError, match=r'warmup_steps \(100\) must be shorter than the run'):
         lr_curve('onecycle', warmup=100)
 
 
-@pytest.mark.parametrize('name', torch_training.OPTIMIZERS)
+@pytest.mark.parametrize('name', OPTIMIZERS)
 def test_optimizers_step(name):
     param = torch.nn.Parameter(torch.ones(3))
     opt = make_optimizer(name, [param], lr=0.1, weight_decay=0.01)
@@ -127,7 +128,7 @@ def test_a_failure_is_saved_then_raised_as_run_failed(tmp_path):
     def fail(step):
         if step == 5:
             raise ZeroDivisionError('boom')
-    with pytest.raises(RunFailed, match=f'toy: run failed after step 4 \\(ZeroDivisionError: boom\\); record saved in') as failure:
+    with pytest.raises(RunFailed, match='toy: run failed after step 4 \\(ZeroDivisionError: boom\\); record saved in') as failure:
         run_toy([1.0] * 10, str(tmp_path), stop=fail)
     assert isinstance(failure.value.__cause__, ZeroDivisionError)
     record = json.loads((tmp_path / 'history.json').read_text())
