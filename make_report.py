@@ -99,12 +99,16 @@ def derived():
         above = [step for step, loss in zip(momentum['train']['step'], momentum['train']['loss'])
                  if loss is None or loss > 10]
         out['momentum_loss_above_10_step'] = above[0] if above else None
+    adam = load('mlp_sweep/adam/history.json')
+    if adam:  # how far Adam's test loss moves between evaluations
+        out['adam_test_loss_low'], out['adam_test_loss_high'] = min(adam['test']['loss']), max(adam['test']['loss'])
     rows = mlp_sweep.collect_rows()
-    for row in rows:  # each sweep row's mean and spread over its seeds
+    for row in rows:  # each sweep row's mean and spread over its seeds, and its seed-42 run's last training loss
         if row['accuracies']:
             mean, std = mlp_sweep.spread(row['accuracies'])
-            out[f"sweep_{row['name']}"] = {'mean': mean, 'std': std if std is not None else float('nan'),
-                                           'n': len(row['accuracies'])}
+            record = load_json(os.path.join(*mlp_sweep.location(row['name']), 'history.json'))
+            out[f"sweep_{row['name']}"] = {'mean': mean, 'std': std, 'n': len(row['accuracies']),
+                                           'end_train_loss': moving_mean_before(record, record['summary']['steps'], 100)}
     combos = [(mlp_sweep.effect(r, next(b for b in rows if b['name'] == r['base']))[0], r['name'])
               for r in rows if r['group'] == 'combo' and r['base'] and r['accuracies']]
     if combos:
@@ -331,14 +335,20 @@ def build_pdf():
     return PDF
 
 
+class MissingPDF(FileNotFoundError):
+    """--zip without the PDF it must hold."""
+
+
 def build_zip(lastname):
     """LASTNAME_assignment1.zip in the working folder: docs/report.pdf and every file git tracks, in the
     repository's layout (no data, no runs: git tracks neither)."""
+    if not os.path.isfile(PDF):
+        raise MissingPDF(f"{os.path.relpath(PDF, ROOT)} is missing: run python make_report.py --pdf first")
     tracked = subprocess.run(['git', 'ls-files'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     name = f'{lastname}_assignment1.zip'
     with zipfile.ZipFile(name, 'w', zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(set(tracked) | {os.path.relpath(PDF, ROOT)}):
-            if os.path.isfile(os.path.join(ROOT, path)):
+            if os.path.isfile(os.path.join(ROOT, path)):  # a tracked file deleted in the working tree is left out
                 archive.write(os.path.join(ROOT, path), path)
     return name
 
@@ -349,7 +359,7 @@ GENERATED = {REPORT: lambda: render(TEMPLATE), BENCHMARKS: lambda: render(BENCHM
 def main(argv=None):
     try:
         build(argv)
-    except BadRecord as err:
+    except (BadRecord, MissingPDF) as err:
         sys.exit(f'make_report.py: error: {err}')
 
 

@@ -135,3 +135,12 @@ def test_the_submission_zip_holds_the_pdf_and_every_tracked_file(tmp_path, monke
     assert names == tracked | {'docs/report.pdf'}
     assert {'train_mlp_numpy.py', 'modules.py', 'convnet_pytorch.py', 'README.md', 'docs/report.md'} <= names
     assert not [n for n in names if n.startswith(('runs/', 'cifar10/')) or n.endswith(('.pt', '.npz', '.tar.gz'))]
+
+
+def test_the_zip_is_refused_in_one_line_without_the_pdf(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(make_report, 'PDF', str(tmp_path / 'report.pdf'))  # not built
+    with pytest.raises(SystemExit) as stopped:
+        make_report.main(['--zip', 'Doe'])
+    assert 'is missing: run python make_report.py --pdf first' in str(stopped.value.code)
+    assert not (tmp_path / 'Doe_assignment1.zip').exists()
