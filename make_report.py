@@ -119,9 +119,14 @@ def derived():
         out['ln_10'] = math.log(10)
     vgg = load('convnet_vgg_default/history.json')
     if vgg:  # where the training loss leaves the test loss behind: the mean over the 250 steps before an evaluation
-        for step in (1000, 2500, 5000):
+        for step in (1000, 5000):
             out[f'vgg_train_loss_at_{step}'] = moving_mean_before(vgg, step)
-        out['vgg_epochs_at_2500'] = 2500 * vgg['config']['batch_size'] / 50000
+        steps = vgg['test']['step']
+        above = [loss > moving_mean_before(vgg, step) for step, loss in zip(steps, vgg['test']['loss'])]
+        first = next((i for i in range(len(above)) if all(above[i:])), None)  # test loss above from here on
+        if first is not None:
+            out['vgg_gap_step'] = steps[first]
+            out['vgg_gap_epochs'] = steps[first] * vgg['config']['batch_size'] / 50000
     layernorm = load('bench_layernorm.json')
     if layernorm:
         saved = {(tuple(r['shape']), r['variant']): r['saved_bytes'] for r in layernorm['rows']}

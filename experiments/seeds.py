@@ -28,10 +28,12 @@ STUDIES = {
 
 
 def collect_rows():
-    """Per study: its final test accuracies over the seeds recorded so far, and their mean and spread."""
+    """Per study: its final test accuracies over the seeds whose runs have ended (a run still going, stopped or
+    failed is no result yet), and their mean and spread."""
     rows = []
     for run, (label, _, _, seeds) in STUDIES.items():
-        found = {seed: record for seed in seeds if (record := load_record(*seed_location(run, seed))) is not None}
+        found = {seed: record for seed in seeds if (record := load_record(*seed_location(run, seed))) is not None
+                 and record['summary']['status'] in ('completed', 'diverged')}
         accuracies = [record['summary']['final_test_accuracy'] for record in found.values()]
         if accuracies:
             values = np.asarray(accuracies)

@@ -2,7 +2,7 @@
 import json
 
 import train_mlp_pytorch
-from experiments import mlp_sweep, tanh_saturation
+from experiments import mlp_sweep, seeds, tanh_saturation
 from experiments.records import is_done, load_record
 
 
@@ -53,6 +53,15 @@ def test_sweep_rows_measure_combinations_against_the_previous_one(monkeypatch):
     assert rows['+wider_40ep']['base'] == '+onecycle_ls_gelu' and rows['+zca']['base'] == '+onecycle_ls_gelu'
     assert rows['best']['base'] == '+wider_40ep'
     assert rows['tanh']['accuracies'] == [0.5, 0.5, 0.5]  # one record per seed
+
+
+def test_the_seed_study_counts_only_runs_that_ended(tmp_path, monkeypatch):
+    for seed, status, accuracy in ((42, 'completed', 0.50), (43, 'completed', 0.48), (44, 'running', 0.30)):
+        write_record(tmp_path, f'mlp_numpy_default/seed_{seed}', status, dict(seed=seed), accuracy)
+    monkeypatch.setattr(seeds, 'seed_location', lambda run, seed: (tmp_path, f'{run}/seed_{seed}'))
+    row = next(row for row in seeds.collect_rows() if row['run'] == 'mlp_numpy_default')
+    assert row['seeds'] == [42, 43] and row['accuracies'] == [0.50, 0.48]  # the run still going is left out
+    assert abs(row['mean'] - 0.49) < 1e-12
 
 
 def test_each_seed_has_its_own_record_and_the_best_row_is_the_presets():
