@@ -35,7 +35,7 @@ from benchmarks.model_size import macs_per_image, n_parameters, network_of
 from convnet_pytorch import ConvNet
 from experiments import mlp_sweep, norm_batch_size, seeds, tanh_saturation
 from experiments.records import DATA_FLAG as DATA
-from experiments.records import RESULTS, ROOT, BadRecord, load_json, markdown_table
+from experiments.records import RESULTS, ROOT, BadRecord, load_json, markdown_table, spread
 from mlp_pytorch import MLP
 from run_records import plot_curves
 
@@ -105,7 +105,7 @@ def derived():
     rows = mlp_sweep.collect_rows()
     for row in rows:  # each sweep row's mean and spread over its seeds, and its seed-42 run's last training loss
         if row['accuracies']:
-            mean, std = mlp_sweep.spread(row['accuracies'])
+            mean, std = spread(row['accuracies'])
             record = load_json(os.path.join(*mlp_sweep.location(row['name']), 'history.json'))
             out[f"sweep_{row['name']}"] = {'mean': mean, 'std': std, 'n': len(row['accuracies']),
                                            'end_train_loss': moving_mean_before(record, record['summary']['steps'], 100)}

@@ -15,11 +15,9 @@ import argparse
 import math
 import os
 
-import numpy as np
-
 import cifar10_utils
 import train_mlp_pytorch
-from experiments.records import RESULTS, is_done, load_record, markdown_table, run_once, seed_location
+from experiments.records import RESULTS, is_done, load_record, markdown_table, run_once, seed_location, spread
 from training_utils import hidden_units
 
 RECORDS = os.path.join(RESULTS, 'mlp_sweep')
@@ -124,12 +122,6 @@ def collect_rows():
         if name == 'default' or group == 'combo':
             base = name
     return rows
-
-
-def spread(accuracies):
-    """(mean, sample standard deviation) of a row's accuracies; the deviation is None for fewer than two."""
-    values = np.asarray(accuracies, dtype=np.float64)
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else None
 
 
 def effect(row, base):

@@ -5,6 +5,8 @@ import json
 import os
 import pathlib
 
+import numpy as np
+
 import train_mlp_pytorch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,11 +53,21 @@ def load_record(records_dir, name):
     return load_json(os.path.join(records_dir, name, 'history.json'))
 
 
+def has_ended(record):
+    """A run that is a result: completed, or diverged (the same seed diverges again); a run still going,
+    interrupted or failed is not."""
+    return record is not None and record['summary']['status'] in ('completed', 'diverged')
+
+
+def spread(accuracies):
+    """(mean, sample standard deviation) of accuracies over seeds; the deviation is None for fewer than two."""
+    values = np.asarray(accuracies, dtype=np.float64)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else None
+
+
 def is_done(records_dir, name, changes):
     record = load_record(records_dir, name)
-    # a diverged run is a result too (the same seed diverges again); only interrupted or failed runs are redone
-    return (record is not None and record['summary']['status'] in ('completed', 'diverged')
-            and all(record['config'].get(key) == value for key, value in changes.items()))
+    return has_ended(record) and all(record['config'].get(key) == value for key, value in changes.items())
 
 
 def run_once(records_dir, name, changes, data, rerun=False, train=train_mlp_pytorch.train):

@@ -9,13 +9,11 @@ seeds' go to docs/results/seeds/<run>/seed_<seed>/; a run whose record exists wi
 """
 import argparse
 
-import numpy as np
-
 import cifar10_utils
 import train_convnet_pytorch
 import train_mlp_numpy
 import train_mlp_pytorch
-from experiments.records import load_record, markdown_table, run_once, seed_location
+from experiments.records import has_ended, load_record, markdown_table, run_once, seed_location, spread
 
 # headline run: (what it is, its script's train(), its settings, the seeds)
 STUDIES = {
@@ -32,14 +30,12 @@ def collect_rows():
     failed is no result yet), and their mean and spread."""
     rows = []
     for run, (label, _, _, seeds) in STUDIES.items():
-        found = {seed: record for seed in seeds if (record := load_record(*seed_location(run, seed))) is not None
-                 and record['summary']['status'] in ('completed', 'diverged')}
+        found = {seed: record for seed in seeds if has_ended(record := load_record(*seed_location(run, seed)))}
         accuracies = [record['summary']['final_test_accuracy'] for record in found.values()]
         if accuracies:
-            values = np.asarray(accuracies)
-            rows.append(dict(run=run, label=label, seeds=list(found), n=len(found), accuracies=accuracies, mean=float(values.mean()),
-                             std=float(values.std(ddof=1)) if len(values) > 1 else None,
-                             low=float(values.min()), high=float(values.max())))
+            mean, std = spread(accuracies)
+            rows.append(dict(run=run, label=label, seeds=list(found), n=len(found), accuracies=accuracies, mean=mean,
+                             std=std, low=min(accuracies), high=max(accuracies)))
     return rows
 
 
