@@ -103,17 +103,17 @@ def derived():
     if adam:  # how far Adam's test loss moves between evaluations
         out['adam_test_loss_low'], out['adam_test_loss_high'] = min(adam['test']['loss']), max(adam['test']['loss'])
     rows = mlp_sweep.collect_rows()
-    for row in rows:  # each sweep row's mean and spread over its seeds, and its seed-42 run's last training loss
-        if row['accuracies']:
+    by_name = {row['name']: row for row in rows}
+    for row in rows:  # each sweep row's mean and spread over its seeds, its seed-42 run's last training loss, and
+        if row['accuracies']:  # its gain in the mean over the row it builds on
             mean, std = spread(row['accuracies'])
             record = load_json(os.path.join(*mlp_sweep.location(row['name']), 'history.json'))
             out[f"sweep_{row['name']}"] = {'mean': mean, 'std': std, 'n': len(row['accuracies']),
                                            'end_train_loss': moving_mean_before(record, record['summary']['steps'], 100)}
+            judged = mlp_sweep.effect_over_base(row, by_name)
+            if judged:
+                out[f"sweep_{row['name']}"]['gain'] = judged[0]
     out['sweep_modifications'] = sum(1 for row in rows if row['base'])  # every row but the default it starts from
-    for row in rows:  # a combination's gain over the row it builds on, in the mean
-        base = next((b for b in rows if b['name'] == row['base']), None)
-        if row['accuracies'] and base and base['accuracies']:
-            out[f"sweep_{row['name']}"]['gain'] = mlp_sweep.effect(row, base)[0]
     recipe = load('mlp_convnet_recipe/history.json')
     if recipe:
         out['ln_10'] = math.log(10)

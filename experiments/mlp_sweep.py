@@ -133,6 +133,12 @@ def effect(row, base):
     return mean - base_mean, error, abs(mean - base_mean) > 2 * error
 
 
+def effect_over_base(row, by_name):
+    """effect(row, its base row) from rows by name, or None while either has no accuracies (or it has no base)."""
+    base = by_name.get(row['base'])
+    return effect(row, base) if row['accuracies'] and base and base['accuracies'] else None
+
+
 def table(rows):
     """The report's table: experiment, its change, final test accuracy over the seeds (mean ± standard
     deviation), and the difference from its base row, judged against the noise."""
@@ -146,8 +152,9 @@ def table(rows):
         else:
             final = '—'
         delta = verdict = ''
-        if r['base'] in by_name and r['accuracies'] and by_name[r['base']]['accuracies']:
-            difference, error, real = effect(r, by_name[r['base']])
+        judged = effect_over_base(r, by_name)
+        if judged:
+            difference, error, real = judged
             delta = f"{difference:+.4f} vs {r['base']}"
             verdict = '' if real is None else ('effect' if real else 'within noise') + f' (2 SE = {2 * error:.4f})'
         folder = os.path.relpath(os.path.join(*location(r['name'])), os.path.dirname(RESULTS))
