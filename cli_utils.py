@@ -1,113 +1,126 @@
-"""The command line of the training scripts, NumPy-only. Each script writes every default once, in its
-settings block: train()'s keyword arguments default to those constants and the help shows them; the parser
-keeps only the flags given, so a preset is a dict beneath them, and train() checks every value:
-
-    given = vars(build_parser().parse_args(argv))       # only the flags on the command line
-    record = train(**with_preset(given, PRESETS))        # a preset's values, then the flags given
-"""
+"""The command line of every training script, NumPy-only: argparse with one-line errors and every default in
+--help, value types that refuse a bad flag before any work, the flags all scripts share, and run_cli(): the one
+place where a problem becomes one line on stderr and an exit status."""
 import argparse
+import errno
+import math
 import os
 import signal
 import sys
 
-from cifar10_utils import CIFAR10Error
-from training_utils import OPTIMIZERS, SCHEDULERS, RunError, SettingsError
+from cifar10_utils import CIFAR10_FOLDER, CIFAR10Error
+
+SEED_MAX = 2 ** 32 - 1  # numpy's seeds are 32-bit
+TRAIN_IMAGES = 50000  # CIFAR-10's training images: the steps of --epochs, for checks before loading
+EXIT_STATUS = {'completed': 0, 'diverged': 1, 'interrupted': 130}  # 130: as a shell reports Ctrl-C
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or go on (its folder is in use, its checkpoint does not fit): exit status 1."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that keeps only the flags given (train() has the defaults), and whose errors are one
-    line: 'prog: error: what is wrong (see --help)'."""
+    """argparse whose --help shows every default and whose errors are one line (exit status 2)."""
 
     def __init__(self, doc):
-        super().__init__(description=doc.strip().splitlines()[0], argument_default=argparse.SUPPRESS)
+        super().__init__(description=doc.strip().splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     def error(self, message):
         self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
 
 
-def flag(parser, name, default, help, **kwargs):
-    """parser.add_argument, with the default (the script's constant, which train() uses) shown in the help."""
-    shown = ('on' if default else 'off') if isinstance(default, bool) else default
-    parser.add_argument(name, help=help if default is None else f'{help} (default: {shown})', **kwargs)
+def number(kind, check, wanted):
+    """An argparse type: a finite int or float (`kind`) for which check(value) holds; `wanted` says which."""
+    def parse(text):
+        value = kind(text)  # a ValueError: argparse says "invalid int value: 'x'"
+        if not (math.isfinite(value) and check(value)):
+            raise argparse.ArgumentTypeError(f'must be {wanted}, got {text}')
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
-class Switch(argparse.Action):
-    """An on/off setting: --NAME turns it on, --no_NAME off."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        super().__init__([name for option in option_strings for name in (option, '--no_' + option[2:])], dest,
-                         nargs=0, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, not option_string.startswith('--no_'))
+positive_int = number(int, lambda n: n > 0, 'a positive integer')
 
 
-def add_run_flags(parser, *, learning_rate, max_steps, batch_size, eval_freq, seed, data_dir, output_dir):
-    """The flags every script has, with the script's defaults."""
-    flag(parser, '--learning_rate', learning_rate, 'learning rate (the peak of a schedule)', type=float)
-    flag(parser, '--max_steps', max_steps, 'number of training steps', type=int)
-    flag(parser, '--batch_size', batch_size, 'training images per step', type=int)
-    flag(parser, '--eval_freq', eval_freq, 'evaluate on the whole test set every this many steps (and after the last)',
-         type=int)
-    flag(parser, '--data_dir', data_dir, 'folder with the CIFAR-10 batch files (downloaded there if it has none)')
-    flag(parser, '--seed', seed, 'random seed (numpy and torch)', type=int)
-    parser.add_argument('--output_dir', default=output_dir,
-                        help=f'where history.json, curves.png and the checkpoints go (default: {output_dir})')
-    parser.add_argument('--quiet', dest='progress', action='store_false', default=True,
-                        help='no progress bar or evaluation lines')
+def hidden_units(text):
+    """'100,50' -> [100, 50]; '' -> [] (no hidden layer); ASCII digits only ('²' is no width)."""
+    parts = [part.strip() for part in text.split(',')] if text.strip() else []
+    if not all(part.isascii() and part.isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(f"must be comma-separated positive integers such as '100' or '512,256' "
+                                         f"('' for none), got {text!r}")
+    return [int(part) for part in parts]
+
+
+def output_folder(path):
+    """A folder a run can create and write, checked before any folder is made."""
+    if not path or len(path) > 4000 or any(len(part.encode()) > 255 for part in path.split(os.sep)):
+        raise argparse.ArgumentTypeError(f'must be a folder path of names up to 255 bytes, got {path[:60]!r}...')
+    existing = path
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing.rstrip(os.sep)) or '.'
+    if not os.path.isdir(existing):
+        raise argparse.ArgumentTypeError(f"'{path}' is a file, a link to nowhere, or lies under one; choose a folder")
+    if not os.access(existing, os.W_OK):
+        raise argparse.ArgumentTypeError(f"'{path}' cannot be written ('{existing}' is read-only); choose another")
+    return path
+
+
+def add_run_flags(parser):
+    """The flags every script has; each script gives its own defaults with parser.set_defaults."""
+    parser.add_argument('--learning_rate', type=number(float, lambda x: x > 0, 'a positive number'),
+                        help='learning rate (the peak of a schedule)')
+    parser.add_argument('--max_steps', type=positive_int, help='number of training steps')
+    parser.add_argument('--batch_size', type=positive_int, help='training images per step')
+    parser.add_argument('--eval_freq', type=positive_int,
+                        help='evaluate on the whole test set every this many steps (and after the last)')
+    parser.add_argument('--seed', type=number(int, lambda n: 0 <= n <= SEED_MAX, f'an integer in 0..{SEED_MAX}'),
+                        default=42, help='random seed (numpy and torch)')
+    parser.add_argument('--data_dir', default=os.environ.get('CIFAR10_DIR') or CIFAR10_FOLDER,
+                        help='folder with the CIFAR-10 batch files, downloaded there if it has none; '
+                             '$CIFAR10_DIR, if set, is the default')
+    parser.add_argument('--output_dir', type=output_folder, help='where history.json, curves.png and the checkpoint go')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar or evaluation lines')
     parser.add_argument('--resume', action='store_true', help='go on with the run in --output_dir from its last '
                         'evaluation, given the same flags; ends as the run would have without a stop')
 
 
-def add_torch_flags(parser, *, optimizer, momentum, weight_decay, scheduler, warmup_steps, label_smoothing, augment,
-                    ema_decay, tta, device, presets=None):
-    """The tuning flags the PyTorch scripts share, with the script's defaults."""
-    flag(parser, '--optimizer', optimizer, 'sgd is plain SGD; momentum and nesterov use --momentum', choices=OPTIMIZERS)
-    flag(parser, '--momentum', momentum, 'momentum of momentum and nesterov', type=float)
-    flag(parser, '--weight_decay', weight_decay, 'weight decay (decoupled for adamw)', type=float)
-    flag(parser, '--scheduler', scheduler, 'per-step learning-rate schedule', choices=SCHEDULERS)
-    flag(parser, '--warmup_steps', warmup_steps, "linear learning-rate warm-up (onecycle's own is 30%% of the run)",
-         type=int)
-    flag(parser, '--label_smoothing', label_smoothing, 'label smoothing of the training loss', type=float)
-    flag(parser, '--augment', augment, 'random crop (padding 4) and horizontal flip', action=Switch)
-    flag(parser, '--ema_decay', ema_decay, 'evaluate an exponential moving average of the weights with this decay '
-         'per step (default: off)', type=float)
-    flag(parser, '--tta', tta, 'also report test accuracy with flip test-time augmentation', action=Switch)
-    parser.add_argument('--epochs', type=float, help='train this many epochs instead of --max_steps')
-    flag(parser, '--device', device, 'auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps')
-    if presets:
-        parser.add_argument('--preset', choices=sorted(presets),
-                            help='a recorded configuration (PRESETS in the script); flags given still win')
-
-
-def with_preset(given, presets):
-    """train()'s keyword arguments: a --preset's values, then the flags given, which win; a --max_steps
-    given replaces the preset's epochs."""
-    if 'epochs' in given and 'max_steps' in given:
-        raise SettingsError('give --epochs or --max_steps, not both')
-    preset = dict(presets[given.pop('preset')]) if 'preset' in given else {}
-    if 'max_steps' in given:
-        preset.pop('epochs', None)
-    return {**preset, **given}
+def check_resume(parser, args, checkpoint, read_config):
+    """--resume: the checkpoint in --output_dir is of a run with these flags (one line, before any work);
+    read_config(path) reads the config saved in it. The data are compared later, by their fingerprint."""
+    path = os.path.join(args.output_dir, checkpoint)
+    if not os.path.isfile(path):
+        parser.error(f"--resume: '{args.output_dir}' holds no checkpoint ({checkpoint}) to go on from; run without "
+                     '--resume')
+    try:
+        saved = read_config(path)
+    except Exception as err:  # noqa: BLE001 (truncated, foreign, or written by an earlier version)
+        raise RunError(f"--resume: cannot read the checkpoint '{path}' ({type(err).__name__}); run without --resume "
+                       'to start the run again') from None
+    changed = [f'--{key} ({saved.get(key)!r} then, {value!r} now)' for key, value in vars(args).items()
+               if key not in ('output_dir', 'resume', 'quiet', 'data_dir', 'device') and saved.get(key) != value]
+    if changed:
+        parser.error(f"--resume: {', '.join(changed)} differ from the run in '{args.output_dir}'; resume it with the "
+                     'same flags, or start a new run in another --output_dir')
 
 
 def run_cli(main):
-    """Run main() and return its exit status. Expected problems end in one line on stderr:
-    bad settings exit with 2, data and run errors with 1, Ctrl-C or SIGTERM with 130 (a
-    termination signal stops training as Ctrl-C does, records kept)."""
+    """main()'s exit status: 0 completed, 1 diverged or a data or run error, 2 bad flags (argparse), 130
+    interrupted; every problem one line on stderr. SIGTERM stops a run as Ctrl-C does."""
     prog = os.path.basename(sys.argv[0])
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
     try:
         return main()
-    except SettingsError as err:
-        print(f'{prog}: error: {err} (see --help)', file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:  # outside the training loop, which records its own stop
+        print(f'{prog}: interrupted', file=sys.stderr)
+        return 130
     except (CIFAR10Error, RunError) as err:
         print(f'{prog}: error: {err}', file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f'{prog}: interrupted', file=sys.stderr)
-        return 130
+    except OSError as err:  # a file or folder the system refused (full disk, read-only, no permission)
+        if err.filename is None:
+            raise
+        cure = 'free some space' if err.errno in (errno.ENOSPC, errno.EDQUOT) else 'make it writable'
+        print(f"{prog}: error: cannot write '{err.filename}' ({err.strerror}); {cure}, then run the command again",
+              file=sys.stderr)
+        return 1

@@ -30,7 +30,6 @@ import zipfile
 import numpy as np
 
 import cifar10_utils
-import transfer_pytorch
 from benchmarks.model_size import macs_per_image, n_parameters, network_of
 from convnet_pytorch import ConvNet
 from experiments import mlp_sweep, norm_batch_size, seeds, tanh_saturation
@@ -134,8 +133,6 @@ def derived():
     mlp, convnet = MLP(cifar10_utils.IMAGE_SIZE, [100], cifar10_utils.N_CLASSES), ConvNet()
     out['convnet_to_mlp_macs'] = macs_per_image(convnet) / macs_per_image(mlp)
     out['preact_to_vgg_macs'] = macs_per_image(ConvNet(arch='preact')) / macs_per_image(convnet)
-    out['transfer_resize_to_stem_macs'] = (macs_per_image(transfer_pytorch.build_model('resnet18', None, 'resize'))
-                                           / macs_per_image(transfer_pytorch.build_model('resnet18', None, 'stem')))
     best_mlp = MLP(cifar10_utils.IMAGE_SIZE, [1024, 1024], cifar10_utils.N_CLASSES, norm='batchnorm')
     out['convnet_to_mlp_parameters'] = n_parameters(convnet) / n_parameters(mlp)
     out['best_mlp_to_convnet_parameters'] = n_parameters(best_mlp) / n_parameters(convnet)
@@ -167,9 +164,6 @@ RUNS = {  # headline runs: (label, command)
                                f'python train_convnet_pytorch.py --preset cpu {DATA} --output_dir runs/convnet_vgg_preset_cpu'),
     'convnet_preact_default': ('ConvNet pre-activation variant, defaults',
                                f'python train_convnet_pytorch.py --arch preact {DATA} --output_dir runs/convnet_preact_default'),
-    'transfer_resnet18_scratch': ('ResNet-18 transfer pipeline from random weights, 400 steps of 64',
-                                  f'python train_transfer.py --weights none --max_steps 400 --batch_size 64 --eval_freq 200 '
-                                  f'{DATA} --output_dir runs/transfer_resnet18_scratch'),
     'convnet_preact_preset_best': ('ConvNet pre-activation, --preset best (60 epochs), earlier code',
                                    f'python train_convnet_pytorch.py --preset best {DATA} --output_dir runs/convnet_preact_preset_best'),
     'convnet_vgg_preset_best': ('ConvNet Table 1, --preset best --arch vgg (60 epochs), earlier code',

@@ -1,206 +1,168 @@
-"""A training run's record, kept safe whatever happens to the run. NumPy-only: no torch.
-
-    with RunRecord(output_dir, config) as run:              # creates and locks output_dir
-        ...                                                  # load the data, build the model
-        run.start(max_steps, eval_freq, data=cifar10.source)
-        for step in range(1, max_steps + 1):
-            ...                                              # one training step
-            run.log(step, loss, accuracy)                    # raises Diverged if the loss runs away
-            if step % eval_freq == 0 or step == max_steps:
-                run.evaluate(step, test_loss, test_accuracy)  # the record is saved at once
-    return run.record
-
-Leaving the block ends the run as 'completed', 'interrupted' (Ctrl-C, SIGTERM), 'diverged' or 'failed'
-(any other exception, raised again as RunFailed); the record (history.json, strict JSON, and curves.png)
-is saved every time, whole. With resume=True the record so far is read back (its settings must be these)
-and run.start(..., first_step) goes on after the state the loop wrote with run.writing('state.pt').
-"""
+"""A training run's record, kept safe whatever happens to the run (NumPy-only). The loop reports each step
+(run.log) and evaluation (run.evaluate saves history.json) and decides how the run ends (run.end, or raise
+run.failed(err)). Every file goes through a temporary name and os.replace: never half a file. A checkpoint holds
+run.state(), so a resumed run (run.restore) and its record cannot disagree."""
 import contextlib
-import io
+import glob
 import json
 import math
 import os
-import pathlib
 import platform
-import signal
 import sys
-import threading
 import time
 
 import numpy as np
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from training_utils import RunError, RunFailed, SettingsError, require
-
-try:
-    import fcntl  # POSIX file locks
-except ImportError:  # Windows: runs are not locked
-    fcntl = None
+from cli_utils import RunError
 
 LOG_EVERY = 50  # steps between reads of the losses (one host sync each on a GPU) and divergence checks
 DIVERGENCE_FACTOR = 10  # a mean loss this many times the first one (at least 1) means divergence
 DECIMALS = 6  # per-step numbers to 6 decimals: ample for curves, and long runs keep small records
 LOCK = '.run.lock'
+RUN_CONTROL = ('output_dir', 'resume', 'quiet')  # flags of how this process runs, not of what the run is
 
 
-class Diverged(Exception):
-    """The training loss is not finite or has run away: the run stops with status 'diverged'."""
+def accuracy(predictions, targets):
+    """The fraction of rows whose highest score is the target class: predictions [batch, n_classes] scores (NumPy
+    or torch), targets one-hot [batch, n_classes] or class indices [batch]."""
+    predicted = predictions.argmax(1)
+    if targets.ndim == 2:
+        targets = targets.argmax(1)
+    return float((predicted == targets).sum()) / len(predicted)
 
 
 class RunRecord:
-    """Config, data source, per-step training loss and accuracy, test evaluations and status of a run.
-    output_dir None: kept in memory only; silent: print nothing (a data-parallel run's other processes)."""
+    """Config (the flags, and `facts` the run learns such as its device), data source, per-step training loss
+    and accuracy, test evaluations and status of a run. main_process False (torchrun's other processes):
+    nothing written or printed. `checkpoint`: the file name of the script's checkpoint."""
 
-    def __init__(self, output_dir, config, *, progress=True, silent=False, environment=None, resume=False):
-        self.output_dir, self.config, self.progress, self.silent = output_dir, dict(config), progress, silent
-        self.resume, self.data, self.improved = resume, None, False  # improved: the last evaluation is the best yet
+    def __init__(self, args, name, checkpoint, main_process=True, environment=None, **facts):
+        self.config = {'name': name, **{k: v for k, v in vars(args).items() if k not in RUN_CONTROL}, **facts}
+        self.output_dir, self.checkpoint = args.output_dir if main_process else None, checkpoint
+        self.main_process, self.progress = main_process, main_process and not args.quiet
         self.environment = {'python': platform.python_version(), 'numpy': np.__version__,
                             'platform': platform.platform(), 'cpu_count': os.cpu_count(),
                             'date': time.strftime('%Y-%m-%d %H:%M:%S'), **(environment or {})}
         self.train, self.test = {'step': [], 'loss': [], 'accuracy': []}, {'step': [], 'loss': [], 'accuracy': []}
-        self.status, self.error, self.time_s, self.eval_time_s = 'running', None, 0.0, 0.0
-        self._pending, self._bar, self._lock = [], None, None  # _pending: (step, loss, accuracy) not read yet
+        self.status, self.error, self.time_s, self.eval_time_s, self.data = 'running', None, 0.0, 0.0, None
+        self.step, self.checkpoint_step, self._pending, self._lock = 0, None, [], None
 
     def __enter__(self):
-        """Create and lock the output folder (the lock goes with the process, however it ends)."""
-        path = self.output_dir
-        if path:
-            self._created = not os.path.exists(path)
+        """Create and lock --output_dir: a second run into it is refused (the lock goes with the process)."""
+        if self.output_dir:
+            self._created = not os.path.isdir(self.output_dir)
+            os.makedirs(self.output_dir, exist_ok=True)
+            self._lock = FileLock(os.path.join(self.output_dir, LOCK))
             try:
-                os.makedirs(path, exist_ok=True)
-                self._lock = open(os.path.join(path, LOCK), 'a+')
-            except (FileExistsError, NotADirectoryError):
-                raise SettingsError(f"--output_dir '{path}' is a file or lies under one; choose a folder "
-                                    'path') from None
-            except OSError as err:
-                raise SettingsError(f"--output_dir '{path}' cannot be written ({err.strerror}); choose a writable "
-                                    'folder') from None
-            try:
-                if fcntl:
-                    fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                self._lock.close()
-                raise RunError(f"--output_dir '{path}' is in use by another run; wait for it to end or choose "
-                               'another folder') from None
-            for name in os.listdir(path):  # what a killed run left half-written: this run holds the folder now
-                if name.endswith('.tmp'):
-                    os.remove(os.path.join(path, name))
-        try:
-            if self.resume:
-                self._read_back()
-        except SettingsError:
-            self._release()
-            raise
+                self._lock.acquire(timeout=0)
+            except Timeout:
+                raise RunError(f"--output_dir '{self.output_dir}' is in use by another run; wait for it to end or "
+                               'choose another folder') from None
+            for partial in glob.glob(os.path.join(glob.escape(self.output_dir), '*.tmp')):  # a killed run's
+                os.remove(partial)
         return self
 
-    def _read_back(self):
-        """--resume: the record so far, of a run with these settings (SettingsError in one line otherwise)."""
-        path = os.path.join(self.output_dir, 'history.json')
-        try:
-            saved = json.loads(pathlib.Path(path).read_text())
-            config, self.train, self.test, summary = saved['config'], saved['train'], saved['test'], saved['summary']
-        except (OSError, ValueError, KeyError, TypeError) as err:  # missing, truncated or not ours
-            raise SettingsError(f"--resume: '{self.output_dir}' holds no run to resume ({path}: {type(err).__name__}); "
-                                'run without --resume') from None
-        changed = [f'--{key} ({config.get(key)!r} then, {value!r} now)' for key, value in self.config.items()
-                   if config.get(key) != value]
-        require(not changed, f"--resume: {', '.join(changed)} differ from the run in '{self.output_dir}'; resume it "
-                             'with the same flags, or start a new run in another --output_dir')
-        self.time_s, self.eval_time_s = summary['time_s'], summary['eval_time_s']
+    def __exit__(self, *exception):
+        """Unlock; a folder this run created and left empty goes again. An exception passes on."""
+        if self._lock is not None:
+            self._lock.release()
+            if self._created and os.listdir(self.output_dir) == [LOCK]:
+                os.remove(os.path.join(self.output_dir, LOCK))
+                os.rmdir(self.output_dir)
 
-    def start(self, max_steps, eval_freq, data=None, first_step=1):
-        """Training begins (at first_step, when resumed from the state of step first_step - 1): the clock and
-        the progress bar start; what the record holds of later steps is dropped, as they will be run again."""
-        self.max_steps, self.eval_freq, self.data = max_steps, eval_freq, data
-        for history in (self.train, self.test):
-            kept = sum(step < first_step for step in history['step'])
-            for values in history.values():
-                del values[kept:]
-        self._bar = tqdm(total=max_steps, initial=first_step - 1, desc=self.config.get('name'),
-                         disable=None if self.progress else True, file=sys.stderr, dynamic_ncols=True)
+    def restore(self, saved, data):
+        """--resume: the record so far from the checkpoint's run.state(), whose data must be these."""
+        then, now = saved['data']['fingerprint'], data['fingerprint'] if data else None
+        if then != now:
+            raise RunError(f"--resume: the data in '{self.config['data_dir']}' are not those the run began with "
+                           f'(fingerprint {then} then, {now} now); run without --resume')
+        self.config, self.train, self.test = saved['config'], saved['train'], saved['test']
+        self.time_s, self.eval_time_s, self.step = saved['time_s'], saved['eval_time_s'], saved['step']
+
+    def state(self):
+        """What a checkpoint keeps of the record (at an evaluation, when every step so far has been read)."""
+        return {'config': self.config, 'data': self.data, 'train': self.train, 'test': self.test,
+                'time_s': time.perf_counter() - self._start, 'eval_time_s': self.eval_time_s, 'step': self.step}
+
+    def start(self, max_steps, data=None):
+        """Training begins, or goes on after run.step: the clock and the progress bar start."""
+        self.max_steps, self.data = max_steps, data
+        self._bar = tqdm(total=max_steps, initial=self.step, desc=self.config['name'], file=sys.stderr,
+                         disable=None if self.progress else True, dynamic_ncols=True)
         self._start = self._mark = time.perf_counter() - self.time_s
 
     def log(self, step, loss, accuracy=None):
-        """A step's batch loss and accuracy: floats or 0-dim tensors, read (float()) only every LOG_EVERY
-        steps and before evaluations, so a GPU never waits on a single step."""
+        """A step's batch loss and accuracy (floats or 0-dim tensors), read only every LOG_EVERY steps and
+        before evaluations, so a GPU never waits on a single step."""
         self._pending.append((step, loss, accuracy))
+        self.step = step
         self._bar.update()
-        if step % LOG_EVERY == 0 or step % self.eval_freq == 0 or step == self.max_steps:
+        if step % LOG_EVERY == 0 or step % self.config['eval_freq'] == 0 or step == self.max_steps:
             self._read_pending()
-            self._mark = time.perf_counter()
 
     def _read_pending(self):
         for step, loss, accuracy in self._pending:
             self.train['step'].append(step)
             self.train['loss'].append(float(loss))
             self.train['accuracy'].append(None if accuracy is None else float(accuracy))
-        self._pending, recent, first = [], self.train['loss'][-LOG_EVERY:], self.train['loss'][0]
-        self._bar.set_postfix(loss=f'{np.mean(recent):.3f}', refresh=False)
+        self._pending = []
+        self._bar.set_postfix(loss=f"{np.mean(self.train['loss'][-LOG_EVERY:]):.3f}", refresh=False)
+
+    def divergence(self):
+        """Why the training loss has diverged (not finite, or far above its first value), or None."""
+        recent = self.train['loss'][-LOG_EVERY:]
+        if self._pending or not recent:  # checked when the losses have just been read
+            return None
         if not all(math.isfinite(loss) for loss in recent):
-            raise Diverged(f"the training loss was not finite by step {self.train['step'][-1]} (stored as null)")
-        if np.mean(recent) > DIVERGENCE_FACTOR * max(first, 1.0):  # clipped NumPy probabilities keep it finite
-            raise Diverged(f"the mean training loss {np.mean(recent):.3g} by step {self.train['step'][-1]} exceeds "
-                           f'{DIVERGENCE_FACTOR} x the first loss {first:.3g}')
+            return f"the training loss was not finite by step {self.step} (stored as null)"
+        if np.mean(recent) > DIVERGENCE_FACTOR * max(self.train['loss'][0], 1.0):  # NumPy's clipping keeps it finite
+            return (f"the mean training loss {np.mean(recent):.3g} by step {self.step} exceeds {DIVERGENCE_FACTOR} "
+                    f"x the first loss {self.train['loss'][0]:.3g}")
 
     def evaluate(self, step, loss, accuracy, more=None):
         """Record a test evaluation (more: other metrics by name, e.g. accuracy_tta) and save the record."""
-        self.improved = accuracy > max(self.test['accuracy'], default=-1.0)
         for name, value in dict(step=step, loss=loss, accuracy=accuracy, **(more or {})).items():
             self.test.setdefault(name, []).append(value if name == 'step' else float(value))
         if self.output_dir and step < self.max_steps:  # the last one is saved when the run ends
             self.time_s = time.perf_counter() - self._start
             self.save(plot=False)
         if self.progress:
-            recent = np.mean(self.train['loss'][-LOG_EVERY:])
-            self._bar.write(f'step {step:>6}/{self.max_steps}: train loss {recent:.4f}  test loss {loss:.4f}  '
-                            f'test accuracy {accuracy:.4f}', file=sys.stderr)
+            self._bar.write(f"step {step:>6}/{self.max_steps}: train loss {np.mean(self.train['loss'][-LOG_EVERY:]):.4f}"
+                            f'  test loss {loss:.4f}  test accuracy {accuracy:.4f}', file=sys.stderr)
         now = time.perf_counter()
         self.eval_time_s, self._mark = self.eval_time_s + now - self._mark, now
 
-    def __exit__(self, kind, error, traceback):
-        if self._bar is None:  # stopped before training began (bad settings, no data): nothing to record
-            self._release()
-            return False
-        self._bar.close()
-        if kind is None:
-            self.status = 'completed'
-        elif issubclass(kind, Diverged):
-            self.status, self.error = 'diverged', str(error)
-        elif issubclass(kind, RunError):  # our own (a write the disk refused) says what it is already
-            self.status, self.error = 'failed', str(error)
-        elif issubclass(kind, Exception):
-            self.status, self.error = 'failed', f'{kind.__name__}: {error}'
-        else:  # KeyboardInterrupt: Ctrl-C or SIGTERM
-            self.status = 'interrupted'
-        with contextlib.suppress(Exception):
-            self._read_pending()  # the steps since the last read (a divergence among them changes nothing now)
-        self.time_s = time.perf_counter() - self._start
-        s = self.summary()
-        name, saved = self.config.get('name', 'run'), f'; record saved in {self.output_dir}' if self.output_dir else ''
-        try:
-            if self.output_dir:
-                self.save()
-        except RunError as err:  # the disk refused the record: the run can call itself nothing else
-            raise RunError(f"{name}: run stopped after step {s['steps']}, its record not saved: {err}") from None
-        finally:
-            self._release()
-        if self.status == 'failed':
-            raise RunFailed(f"{name}: run failed after step {s['steps']} ({self.error}){saved}") from error
-        if not self.silent and self.status != 'completed':
-            reason = f': {self.error}' if self.error else ''
-            print(f"{name}: run {self.status} after step {s['steps']}{reason}{saved}", file=sys.stderr)
-        elif not self.silent and self.progress and s['final_test_accuracy'] is not None:
+    def end(self, status, error=None):
+        """The loop ends the run ('completed', 'diverged', 'interrupted'): the record is saved, one line says how
+        it ended, and the record is returned."""
+        self._finish(status, error)
+        s, saved = self.summary(), f'; record saved in {self.output_dir}' if self.output_dir else ''
+        if status != 'completed' and self.main_process:
+            print(f"{self.config['name']}: run {status} after step {s['steps']}{f': {error}' if error else ''}{saved}",
+                  file=sys.stderr)
+        elif self.progress:
             print(f"final test accuracy {s['final_test_accuracy']:.4f} (best {s['best_test_accuracy']:.4f} at step "
                   f"{s['best_step']}), {s['time_s']:.1f} s" + (f'; saved to {self.output_dir}' if saved else ''))
-        return kind is not None and issubclass(kind, (KeyboardInterrupt, Diverged))
+        return self.record
 
-    def _release(self):
-        """Unlock the folder; one this run created and left empty (it stopped before writing) goes too."""
-        if self._lock is not None:
-            self._lock.close()
-            if self._created and os.listdir(self.output_dir) == [LOCK]:
-                os.remove(os.path.join(self.output_dir, LOCK))
-                os.rmdir(self.output_dir)
+    def failed(self, err):
+        """An exception stopped training: the record is saved as 'failed'; returns the one-line error to raise."""
+        self._finish('failed', f'{type(err).__name__}: {err}')
+        again = f'with --resume (from step {self.checkpoint_step})' if self.checkpoint_step else 'again'
+        cure = f'; free some space or make it writable, then run the same command {again}' if isinstance(
+            err, OSError) else ''
+        return RunError(f"{self.config['name']}: run failed after step {self.summary()['steps']} ({self.error})"
+                        f"{f'; record saved in {self.output_dir}' if self.output_dir else ''}{cure}")
+
+    def _finish(self, status, error):
+        self._bar.close()
+        with contextlib.suppress(Exception):  # the steps since the last read (after a failure, if they can be)
+            self._read_pending()
+        self.status, self.error, self.time_s = status, error, time.perf_counter() - self._start
+        if self.output_dir:
+            self.save()  # an OSError (the disk refused) ends the run in run_cli's one line
 
     def summary(self):
         acc, steps = self.test['accuracy'], self.train['step'][-1] if self.train['step'] else 0
@@ -225,34 +187,31 @@ class RunRecord:
                 'environment': self.environment}
 
     def save(self, plot=True):
-        """Write curves.png (if plot), then history.json, which vouches for it: a save the disk refuses leaves
-        the last record as it was. Ctrl-C waits until both are written."""
-        record, png = self.record, io.BytesIO()
+        """Write curves.png (if plot), then history.json, which vouches for it."""
         if plot:
-            plot_curves(record, png)
-        text = record_json(record)
-        with signals_deferred():
-            for name, content in (('curves.png', png.getvalue()), ('history.json', text.encode())):
-                if content:
-                    with self.writing(name) as partial, open(partial, 'wb') as f:
-                        f.write(content)
+            with self.writing('curves.png') as f:
+                plot_curves(self.record, f)
+        with self.writing('history.json') as f:
+            f.write(record_json(self.record).encode())
 
     @contextlib.contextmanager
     def writing(self, name):
-        """A temporary path for output_dir/name, moved onto it once the block has written it, and removed if
-        the block fails (never half a file); a disk that refuses the write ends the run in one line."""
+        """output_dir/name opened under a temporary name, moved onto it once the block has written it and
+        removed if the block fails: never half a file. An OSError names output_dir/name."""
         path = os.path.join(self.output_dir, name)
         partial = f'{path}.{os.getpid()}.tmp'
         try:
-            yield partial
+            with open(partial, 'wb') as f:
+                yield f
             os.replace(partial, path)
         except BaseException as err:
             with contextlib.suppress(OSError):
                 os.remove(partial)
             if isinstance(err, OSError):
-                raise RunError(f"cannot write '{path}' ({err.strerror or err}); free some space or make the folder "
-                               'writable, then run again with --resume') from None
+                err.filename = path
             raise
+        if name == self.checkpoint:
+            self.checkpoint_step = self.step
 
 
 def record_json(record):
@@ -269,26 +228,8 @@ def finite_or_none(value):
     return value if value is None or math.isfinite(value) else None
 
 
-@contextlib.contextmanager
-def signals_deferred():
-    """Hold Ctrl-C and SIGTERM until the block ends, then raise KeyboardInterrupt, so files
-    written inside the block are never left half-written (a no-op outside the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught, signals = [], (signal.SIGINT, signal.SIGTERM)
-    previous = [signal.signal(number, lambda number, frame: caught.append(number)) for number in signals]
-    try:
-        yield
-    finally:
-        for number, handler in zip(signals, previous):
-            signal.signal(number, handler)
-    if caught:
-        raise KeyboardInterrupt
-
-
 def plot_curves(record, path, title=None):
-    """Loss and accuracy against step, drawn from a run record into a PNG file."""
+    """Loss and accuracy against step, drawn from a run record into a PNG file (a path or a binary file)."""
     from matplotlib.figure import Figure  # here: a run imports matplotlib only to draw; no pyplot, no global state
     fig = Figure(figsize=(11, 4.4))
     draw_curves(record, *fig.subplots(1, 2))

@@ -1,28 +1,106 @@
-"""What the PyTorch training loops call: the device, the data as tensors on it, mini-batches and augmentation
-drawn there, evaluation, optimizers, schedules, and the checkpoints a run saves and resumes from."""
+"""What the PyTorch scripts share: their tuning flags and the checks between them, the device and torchrun's
+processes, the data as tensors on the device, mini-batches and augmentation drawn there, evaluation, the
+optimizer with its schedule and weight average, and the checkpoint a run resumes from."""
+import argparse
+import atexit
 import math
 import os
 
 import torch
-from torch.optim import lr_scheduler
+from torch.optim import lr_scheduler, swa_utils
 
-from training_utils import RunError, SettingsError, check_warmup, require
+from cli_utils import TRAIN_IMAGES, RunError, check_resume, number
 
-def get_device(name='auto'):
-    """torch.device for 'auto' (cuda, then mps, then cpu) or a name; SettingsError for a name torch does
-    not know or a device this machine does not have."""
-    if name == 'auto':
-        mps = torch.backends.mps.is_available()
-        return torch.device('cuda' if torch.cuda.is_available() else 'mps' if mps else 'cpu')
+CHECKPOINT = 'state.pt'
+OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'adamw')
+SCHEDULERS = ('none', 'step', 'cosine', 'onecycle')
+WORLD_SIZE, RANK = int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('RANK', 0))  # set by torchrun
+
+
+def device_type(name):
+    """An argparse type: 'auto' (cuda, then mps, then cpu) or a device this machine has."""
     try:
-        device = torch.device(name)
-        torch.empty(0, device=device)  # fails where this machine has no such device
-    except (RuntimeError, AssertionError):
-        raise SettingsError(f'device {name!r} is not available on this machine; use auto, cpu, cuda, cuda:N or mps '
-                            f'(it has {torch.cuda.device_count() or "no"} CUDA GPU(s))') from None
-    require(device.type in ('cpu', 'cuda', 'mps'),
-            f'device {name!r} is not supported; use auto, cpu, cuda, cuda:N or mps')
-    return device
+        if name == 'auto' or name.split(':')[0] in ('cpu', 'cuda', 'mps') and torch.empty(0, device=name).numel() == 0:
+            return name
+    except RuntimeError:  # a name torch does not know, or a device this machine lacks
+        pass
+    raise argparse.ArgumentTypeError(f'{name!r} is not a device of this machine; use auto, cpu, cuda, cuda:N or mps '
+                                     f'(it has {torch.cuda.device_count() or "no"} CUDA GPU(s))')
+
+
+def add_torch_flags(parser, presets):
+    """The tuning flags of the PyTorch scripts, with the defaults they share; each script sets its own others."""
+    fraction = number(float, lambda x: 0 <= x < 1, 'in [0, 1)')
+    parser.add_argument('--optimizer', choices=OPTIMIZERS, help='sgd is plain SGD; momentum and nesterov use --momentum')
+    parser.add_argument('--momentum', type=number(float, lambda x: x >= 0, 'a number >= 0'), default=0.9,
+                        help='momentum of momentum and nesterov')
+    parser.add_argument('--weight_decay', type=number(float, lambda x: x >= 0, 'a number >= 0'), default=0.0,
+                        help='weight decay (decoupled for adamw)')
+    parser.add_argument('--scheduler', choices=SCHEDULERS, default='none', help='per-step learning-rate schedule')
+    parser.add_argument('--warmup_steps', type=number(int, lambda n: n >= 0, 'an integer >= 0'), default=0,
+                        help="linear learning-rate warm-up (onecycle's own is 30%% of the run)")
+    parser.add_argument('--label_smoothing', type=fraction, default=0.0, help='label smoothing of the training loss')
+    add_switch(parser, 'augment', 'random crop (padding 4) and horizontal flip')
+    parser.add_argument('--ema_decay', type=number(float, lambda x: 0 < x < 1, 'in (0, 1)'),
+                        help='evaluate an exponential moving average of the weights with this decay per step')
+    add_switch(parser, 'tta', 'also report test accuracy with flip test-time augmentation')
+    parser.add_argument('--epochs', type=number(float, lambda x: x > 0, 'a positive number'),
+                        help='train this many epochs instead of --max_steps')
+    parser.add_argument('--device', type=device_type, default='auto', help='auto (cuda, then mps, then cpu), cpu, '
+                        'cuda, cuda:N or mps; under torchrun each process takes the GPU of its LOCAL_RANK')
+    parser.add_argument('--preset', choices=sorted(presets), help='a recorded configuration (PRESETS in the script); '
+                        'flags typed still win')
+
+
+def add_switch(parser, name, help):
+    """--NAME turns a setting on, --no_NAME off (the script's set_defaults gives its default)."""
+    parser.add_argument(f'--{name}', action='store_true', help=f'{help}; --no_{name} turns it off')
+    parser.add_argument(f'--no_{name}', dest=name, action='store_false', help=argparse.SUPPRESS)
+
+
+def parse_torch_args(parser, argv, presets):
+    """parser.parse_args(argv) with a --preset's values as defaults beneath the flags typed, and the run's length
+    given once: --epochs replaces --max_steps, and a --max_steps typed replaces a preset's epochs."""
+    typed = parser.parse_known_args(argv, argparse.Namespace(max_steps=None, epochs=None))[0]
+    if typed.max_steps is not None and typed.epochs is not None:
+        parser.error('give --epochs or --max_steps, not both')
+    if typed.preset:
+        parser.set_defaults(**presets[typed.preset])
+    if typed.max_steps is not None:
+        parser.set_defaults(epochs=None)
+    args = parser.parse_args(argv)
+    if args.epochs is not None:
+        args.max_steps = None
+    steps = args.max_steps or math.ceil(args.epochs * TRAIN_IMAGES / args.batch_size)
+    if args.warmup_steps >= steps:
+        parser.error(f'--warmup_steps ({args.warmup_steps}) must be shorter than the run ({steps} steps)')
+    if WORLD_SIZE > 1 and (args.resume or args.batch_size % WORLD_SIZE or args.device not in ('auto', 'cuda', 'cpu')):
+        parser.error(f'under torchrun: no --resume, --device auto, cuda or cpu, and a --batch_size divisible by the '
+                     f'{WORLD_SIZE} processes')
+    if args.resume:
+        check_resume(parser, args, CHECKPOINT,
+                     lambda path: torch.load(path, weights_only=True, mmap=True)['record']['config'])
+    return args
+
+
+def start_processes(name):
+    """(device, rank, world size): under torchrun, the processes join one group (NCCL between GPUs, gloo
+    between CPU processes) and each takes the GPU of its LOCAL_RANK; launched plainly, one process."""
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+    if WORLD_SIZE > 1:
+        if name == 'cuda':
+            name = f"cuda:{os.environ['LOCAL_RANK']}"
+            torch.cuda.set_device(name)
+        torch.distributed.init_process_group('nccl' if name.startswith('cuda') else 'gloo')
+        atexit.register(torch.distributed.destroy_process_group)
+    return torch.device(name), RANK, WORLD_SIZE
+
+
+def data_parallel(model, device):
+    """The model as DistributedDataParallel under torchrun (gradients averaged over the processes), else itself."""
+    ids = [device.index] if device.type == 'cuda' else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids) if WORLD_SIZE > 1 else model
 
 
 def environment(device):
@@ -40,49 +118,43 @@ def to_tensors(split, device, memory_format=torch.contiguous_format):
 
 class TensorBatches:
     """Endless mini-batches from tensors on one device, in a fresh random order each epoch drawn there (an
-    epoch's incomplete last batch is dropped), each image batch passed through `augment`. Data-parallel runs
-    draw the order from a `generator` all processes share, and each takes only its `shard` of every batch."""
+    epoch's incomplete last batch is dropped), images passed through random_crop_flip if augment. Under
+    torchrun every process draws the same order from a generator seeded alike, and takes its share of each."""
 
-    def __init__(self, images, labels, batch_size, augment=None, generator=None, shard=None):
+    def __init__(self, images, labels, batch_size, augment, seed):
+        if batch_size > len(images):
+            raise RunError(f'--batch_size {batch_size} is larger than the {len(images)} training images')
         self.images, self.labels, self.batch_size, self.augment = images, labels, batch_size, augment
-        self.generator, self.shard = generator, shard
+        self.generator = torch.Generator(images.device).manual_seed(seed) if WORLD_SIZE > 1 else None
         self.order, self.position = None, len(images)  # position: where the next batch starts in the order
 
     def next(self):
         if self.position + self.batch_size > len(self.images):
             self.order = torch.randperm(len(self.images), device=self.images.device, generator=self.generator)
             self.position = 0
-        idx = self.order[self.position:self.position + self.batch_size]
+        idx = self.order[self.position:self.position + self.batch_size][RANK::WORLD_SIZE]
         self.position += self.batch_size
-        idx = self.shard(idx) if self.shard else idx
         x = self.images.index_select(0, idx)
-        return (self.augment(x) if self.augment else x), self.labels.index_select(0, idx)
+        return (random_crop_flip(x) if self.augment else x), self.labels.index_select(0, idx)
 
 
 def random_crop_flip(images, padding=4):
-    """Per-image random crop (zero padding) and horizontal flip of a [B, C, H, W] batch, on its device.
-    torchvision.transforms.v2 draws one crop per call, i.e. per batch; one call per image would cost
-    more than an MLP training step, so all crops are gathered at once."""
-    batch, channels, height, width = images.shape
-    device = images.device
+    """Per-image random crop (zero padding) and horizontal flip of a [B, C, H, W] batch, on its device (torchvision's
+    transforms draw one crop per call, i.e. per batch: one call per image would cost more than an MLP step)."""
+    batch, _, height, width = images.shape
     padded = torch.nn.functional.pad(images, (padding,) * 4)
-    top = torch.randint(0, 2 * padding + 1, (batch, 1, 1), device=device)
-    left = torch.randint(0, 2 * padding + 1, (batch, 1, 1), device=device)
-    flip = torch.rand(batch, 1, 1, device=device) < 0.5
-    cols = torch.arange(width, device=device).view(1, 1, width)
-    cols = torch.where(flip, width - 1 - cols, cols) + left  # [B, 1, W]: flipped columns read right to left
-    rows = torch.arange(height, device=device).view(1, height, 1) + top  # [B, H, 1]
-    flat = (rows * (width + 2 * padding) + cols).flatten(1)  # [B, H*W] positions in the padded image
-    crops = padded.flatten(2).gather(2, flat.unsqueeze(1).expand(-1, channels, -1))
-    return crops.view(images.shape)
+    top, left = (torch.randint(0, 2 * padding + 1, (batch, 1, 1), device=images.device) for _ in range(2))
+    flip = torch.rand(batch, 1, 1, device=images.device) < 0.5
+    cols = torch.arange(width, device=images.device).view(1, 1, width)
+    cols = torch.where(flip, width - 1 - cols, cols) + left  # [B, 1, W]: a flipped image's columns read right to left
+    rows = torch.arange(height, device=images.device).view(1, height, 1) + top  # [B, H, 1]
+    return padded[torch.arange(batch, device=images.device).view(batch, 1, 1), :, rows, cols].permute(
+        0, 3, 1, 2).contiguous()  # [B, H, W, C] gathered -> [B, C, H, W]
 
 
-def evaluate(model, images, labels, *, batch_size, processes, flip_tta=False):
+def evaluate(model, images, labels, batch_size, flip_tta=False):
     """(mean cross-entropy, accuracy, {'accuracy_tta': ...} with flip_tta) of `model` on all of (images,
-    labels), in eval mode without gradients; flip TTA averages the logits of each image and its mirror.
-    Under torchrun each process evaluates its share (with rank 0's buffers) and the sums are added."""
-    processes.share_buffers(model)
-    n_images, images, labels = len(labels), processes.shard(images), processes.shard(labels)
+    labels), in eval mode without gradients; flip TTA averages the logits of each image and its mirror."""
     was_training = model.training
     model.eval()
     sums = torch.zeros(3, device=images.device)  # summed loss, correct, correct with TTA
@@ -95,71 +167,69 @@ def evaluate(model, images, labels, *, batch_size, processes, flip_tta=False):
             if flip_tta:
                 sums[2] += ((logits + model(x.flip(-1)).float()).argmax(1) == y).sum()
     model.train(was_training)
-    loss, accuracy, accuracy_tta = [total / n_images for total in processes.sum(sums).tolist()]
+    loss, accuracy, accuracy_tta = [total / len(images) for total in sums.tolist()]
     return loss, accuracy, {'accuracy_tta': accuracy_tta} if flip_tta else {}
 
 
-def make_optimizer(name, params, lr, weight_decay=0.0, momentum=0.9):
-    """'sgd' (plain), 'momentum', 'nesterov', 'adam' or 'adamw'. Adam and AdamW use the fused
-    kernels on CPU and CUDA (one kernel for all parameters, measured faster than the loop over them)."""
-    params = list(params)
-    fused = all(p.device.type in ('cpu', 'cuda') for p in params) or None
-    if name in ('sgd', 'momentum', 'nesterov'):
-        return torch.optim.SGD(params, lr=lr, momentum=0.0 if name == 'sgd' else momentum,
-                               nesterov=name == 'nesterov', weight_decay=weight_decay)
-    adam = torch.optim.Adam if name == 'adam' else torch.optim.AdamW
-    return adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
+def make_optimizer(args, model, max_steps):
+    """(optimizer, its per-step schedule, the weight average or None) for the model's trainable parameters.
+    Schedules: 'none', 'step' (x0.1 at 50% and 75%), 'cosine' (to 0), each after a linear warm-up of
+    --warmup_steps; 'onecycle': torch's one-cycle (warm-up 30% unless --warmup_steps)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if args.optimizer in ('sgd', 'momentum', 'nesterov'):
+        optimizer = torch.optim.SGD(params, lr=args.learning_rate, momentum=0.0 if args.optimizer == 'sgd' else
+                                    args.momentum, nesterov=args.optimizer == 'nesterov', weight_decay=args.weight_decay)
+    else:  # one fused kernel for all parameters on CPU and CUDA: measured faster than the loop over them
+        adam = torch.optim.Adam if args.optimizer == 'adam' else torch.optim.AdamW
+        optimizer = adam(params, lr=args.learning_rate, weight_decay=args.weight_decay,
+                         fused=all(p.device.type in ('cpu', 'cuda') for p in params) or None)
+    warmup = args.warmup_steps
+    if args.scheduler == 'onecycle':
+        scheduler = lr_scheduler.OneCycleLR(optimizer, max_lr=args.learning_rate, total_steps=max_steps,
+                                            pct_start=warmup / max_steps or 0.3)
+    else:
+        def factor(step):
+            if step < warmup:  # from 1/warmup up to 1, as torch's LinearLR
+                return (1 + (warmup - 1) * step / warmup) / warmup
+            done = (step - warmup) / (max_steps - warmup)  # of the steps after the warm-up
+            return {'none': 1.0, 'step': 0.1 ** ((done >= 0.5) + (done >= 0.75)),
+                    'cosine': 0.5 * (1 + math.cos(math.pi * done))}[args.scheduler]
+        scheduler = lr_scheduler.LambdaLR(optimizer, factor)
+    ema = swa_utils.AveragedModel(model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(args.ema_decay),
+                                  use_buffers=True) if args.ema_decay else None  # BatchNorm statistics averaged too
+    return optimizer, scheduler, ema
 
 
-def make_scheduler(name, optimizer, total_steps, warmup_steps=0):
-    """Per-step learning-rate factor: 'none' (1), 'step' (x0.1 at 50% and 75%), 'cosine' (to 0), each after
-    a linear warm-up of warmup_steps; 'onecycle': torch's one-cycle (warm-up 30% unless warmup_steps given)."""
-    check_warmup(warmup_steps, total_steps)
-    if name == 'onecycle':
-        return lr_scheduler.OneCycleLR(optimizer, max_lr=[group['lr'] for group in optimizer.param_groups],
-                                       total_steps=total_steps, pct_start=warmup_steps / total_steps or 0.3)
-
-    def factor(step):
-        if step < warmup_steps:  # from 1/warmup_steps up to 1, as torch's LinearLR
-            return (1 + (warmup_steps - 1) * step / warmup_steps) / warmup_steps
-        done = (step - warmup_steps) / (total_steps - warmup_steps)  # of the steps after the warm-up
-        return {'none': 1.0, 'step': 0.1 ** ((done >= 0.5) + (done >= 0.75)),
-                'cosine': 0.5 * (1 + math.cos(math.pi * done))}[name]
-    return lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def save_state(run, step, model, optimizer, scheduler, ema, batches):
-    """At an evaluation, into output_dir: state.pt, all a resumed run needs to go on exactly as this one does
-    (weights, optimizer, schedule, weight average, batch order, torch's random state), and after an evaluation
-    that beat every earlier one best_model.pt, the evaluated weights with the run's config. Both whole, always."""
-    if run.output_dir and run.improved:
-        with run.writing('best_model.pt') as partial:
-            torch.save({'state_dict': (ema.module if ema else model).state_dict(), 'config': run.config}, partial)
-    if run.output_dir:
-        state = {'step': step, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
-                 'scheduler': scheduler.state_dict(), 'ema': ema.state_dict() if ema else None,
-                 'batch_order': batches.order, 'batch_position': batches.position, 'rng': torch.get_rng_state(),
-                 'cuda_rng': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-        with run.writing('state.pt') as partial:
-            torch.save(state, partial)
+def save_checkpoint(run, model, optimizer, scheduler, ema, batches):
+    """At an evaluation: state.pt, all a resumed run needs to go on exactly as this one does (the record so far
+    with its config, the state_dict of each part: model, optimizer, scheduler, ema; the batch order, the random
+    state), and after the best evaluation yet best_model.pt, the evaluated weights with the run's config."""
+    if not run.output_dir:
+        return
+    parts = dict(model=model, optimizer=optimizer, scheduler=scheduler, ema=ema)
+    if run.test['accuracy'][-1] > max(run.test['accuracy'][:-1], default=-1.0):
+        with run.writing('best_model.pt') as f:
+            torch.save({'state_dict': (ema.module if ema else model).state_dict(), 'config': run.config}, f)
+    with run.writing(CHECKPOINT) as f:
+        torch.save({'record': run.state(), **{name: part.state_dict() for name, part in parts.items() if part},
+                    'batches': (batches.order, batches.position), 'rng': torch.get_rng_state(),
+                    'cuda_rng': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, f)
 
 
-def load_state(run, model, optimizer, scheduler, ema, batches):
-    """Restore what save_state wrote into these objects and return its step (RunError in one line if there is
-    no state or it does not fit); tensors only, read with weights_only=True."""
-    path = os.path.join(run.output_dir, 'state.pt')
+def load_checkpoint(run, data, model, optimizer, scheduler, ema, batches):
+    """--resume: restore what save_checkpoint wrote into the run and these parts (tensors and plain values only,
+    read with weights_only=True); RunError in one line if it does not fit them, or the data differ."""
+    path = os.path.join(run.output_dir, CHECKPOINT)
     try:
         state = torch.load(path, map_location=batches.images.device, weights_only=True)
-        model.load_state_dict(state['model'])
-        optimizer.load_state_dict(state['optimizer'])
-        scheduler.load_state_dict(state['scheduler'])
-        if ema:
-            ema.load_state_dict(state['ema'])
-        batches.order, batches.position = state['batch_order'], state['batch_position']
+        for name, part in dict(model=model, optimizer=optimizer, scheduler=scheduler, ema=ema).items():
+            if part:
+                part.load_state_dict(state[name])
+        batches.order, batches.position = state['batches']
         torch.set_rng_state(state['rng'].cpu())
         if state['cuda_rng']:
             torch.cuda.set_rng_state_all([rng.cpu() for rng in state['cuda_rng']])
-    except Exception as err:  # noqa: BLE001 (missing, truncated or foreign: one line, then stop)
-        raise RunError(f"--resume: cannot restore '{path}' ({type(err).__name__}); delete the folder and run "
-                       'again without --resume') from None
-    return state['step']
+    except Exception as err:  # noqa: BLE001 (truncated or foreign: one line, then stop)
+        raise RunError(f"--resume: cannot restore '{path}' ({type(err).__name__}); run without --resume to start "
+                       'the run again') from None
+    run.restore(state['record'], data)

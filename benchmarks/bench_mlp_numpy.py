@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_mlp_numpy --data_dir ../shared/cifar10/cifar-10-batches-py --json runs/bench_mlp_numpy.json
 
-Times train_mlp_numpy.train() with its defaults (all steps and every evaluation; data
+Times train_mlp_numpy.train(parse_args([])) (its defaults (all steps and every evaluation; data
 loading excluded) over --repeats runs, counts its arithmetic, and measures the sgemm peak
 beside every run (this machine's speed drifts by 30% and more). Also times the run's matrix
 products alone (the same shapes and layouts, in the same order, on random data): the most
@@ -16,7 +16,6 @@ import numpy as np
 import cifar10_utils
 import train_mlp_numpy
 from benchmarks.timing import benchmark_parser, publish, seconds_per_call
-from training_utils import hidden_units
 
 PEAK_SIZE = 2048  # square sgemm used to measure the peak
 PEAK_REPEATS = 10
@@ -70,15 +69,15 @@ def main():
     args = parser.parse_args()
 
     data = cifar10_utils.get_cifar10(args.data_dir)
-    sizes = [cifar10_utils.IMAGE_SIZE, *hidden_units(train_mlp_numpy.DNN_HIDDEN_UNITS), cifar10_utils.N_CLASSES]
-    gflop = training_gflop(sizes, train_mlp_numpy.BATCH_SIZE, train_mlp_numpy.MAX_STEPS, train_mlp_numpy.EVAL_FREQ,
-                           data['test'].num_examples)
-    shape = (sizes, train_mlp_numpy.BATCH_SIZE, train_mlp_numpy.MAX_STEPS, train_mlp_numpy.EVAL_FREQ,
-             data['test'].num_examples)
+    run_args = train_mlp_numpy.parse_args(['--quiet'])  # the defaults
+    run_args.output_dir = None  # the training alone: no record files
+    sizes = [cifar10_utils.IMAGE_SIZE, *run_args.dnn_hidden_units, cifar10_utils.N_CLASSES]
+    shape = (sizes, run_args.batch_size, run_args.max_steps, run_args.eval_freq, data['test'].num_examples)
+    gflop = training_gflop(*shape)
     runs = []
     for _ in range(args.repeats):
         peak = sgemm_peak_gflops()
-        record = train_mlp_numpy.train(data=data, progress=False)
+        record = train_mlp_numpy.train(run_args, data=data)
         seconds, products = record['summary']['time_s'], products_only_s(*shape)
         runs.append({'time_s': seconds, 'gflops': round(gflop / seconds, 1), 'sgemm_peak_gflops': round(peak, 1),
                      'fraction_of_peak': round(gflop / seconds / peak, 3), 'products_only_s': round(products, 3),

@@ -22,8 +22,7 @@ from benchmarks.timing import ROOT, benchmark_parser, publish
 from benchmarks.bench_mlp_numpy import sgemm_peak_gflops
 from mlp_numpy import MLP
 from modules import CrossEntropyModule
-from run_records import RunRecord
-from training_utils import accuracy, hidden_units
+from run_records import RunRecord, accuracy
 
 LOADING = '''
 import json, time, numpy as np, cifar10_utils as c
@@ -42,11 +41,11 @@ print(json.dumps(t))
 '''
 
 
-def timed_run(data, hidden, clock):
-    """The default training loop of train_mlp_numpy, each call timed into clock[part] (seconds)."""
-    np.random.seed(train_mlp_numpy.SEED)
-    batch_size, lr = train_mlp_numpy.BATCH_SIZE, train_mlp_numpy.LEARNING_RATE
-    max_steps, eval_freq = train_mlp_numpy.MAX_STEPS, train_mlp_numpy.EVAL_FREQ
+def timed_run(data, args, clock):
+    """The training loop of train_mlp_numpy with the settings `args`, each call timed into clock[part] (seconds)."""
+    np.random.seed(args.seed)
+    batch_size, lr, max_steps, eval_freq = args.batch_size, args.learning_rate, args.max_steps, args.eval_freq
+    hidden = args.dnn_hidden_units
     train_set = cifar10_utils.DataSet(data['train'].images, data['train'].labels)
     test_images = data['test'].images.reshape(data['test'].num_examples, -1)
     model = MLP(cifar10_utils.IMAGE_SIZE, hidden, cifar10_utils.N_CLASSES, dtype=np.float32, input_grad=False)
@@ -58,8 +57,9 @@ def timed_run(data, hidden, clock):
         clock[part] += time.perf_counter() - start
         return out
 
-    with RunRecord(None, {'name': 'parts', 'batch_size': batch_size}, progress=False) as run:
-        run.start(max_steps, eval_freq)
+    args.output_dir, args.quiet = None, True  # a record in memory only
+    with RunRecord(args, 'parts', train_mlp_numpy.CHECKPOINT) as run:
+        run.start(max_steps)
         start = time.perf_counter()
         for step in range(1, max_steps + 1):
             x, y = timed('batch (next_batch)', train_set.next_batch, batch_size)
@@ -94,16 +94,16 @@ def main():
     loading = json.loads(subprocess.run([sys.executable, '-c', LOADING.format(folder=args.data_dir)], cwd=ROOT,
                                         capture_output=True, text=True, check=True).stdout)
     data = cifar10_utils.get_cifar10(args.data_dir, download=False)
-    hidden = hidden_units(train_mlp_numpy.DNN_HIDDEN_UNITS)
+    defaults = train_mlp_numpy.parse_args([])
     runs = []
     for _ in range(args.repeats):
         clock = collections.defaultdict(float)
-        total = timed_run(data, hidden, clock)
+        total = timed_run(data, defaults, clock)
         runs.append({'total_s': total, **clock})
     parts = [key for key in runs[0] if key != 'total_s']
     median = {key: float(np.median([run[key] for run in runs])) for key in ['total_s', *parts]}
     median['other (loop, clock)'] = median['total_s'] - sum(median[key] for key in parts)
-    steps = train_mlp_numpy.MAX_STEPS
+    steps = defaults.max_steps
     rows = [{'part': key, 'ms_per_step': round(median[key] / steps * 1e3, 4),
              'share': round(median[key] / median['total_s'], 4)} for key in [*parts, 'other (loop, clock)']]
     peak = sgemm_peak_gflops()

@@ -23,9 +23,11 @@ SCRIPTS = {'numpy': 'train_mlp_numpy', 'pytorch': 'train_mlp_pytorch'}
 
 
 def run_one(script, data_dir):
-    """One default run in this process; returns its summary."""
+    """One default run in this process, writing no files; returns its summary."""
     module = importlib.import_module(script)
-    return module.train(data=cifar10_utils.get_cifar10(data_dir), progress=False)['summary']
+    args = module.parse_args(['--quiet'])
+    args.output_dir = None  # the training alone, as the records' time_s measures it
+    return module.train(args, data=cifar10_utils.get_cifar10(data_dir))['summary']
 
 
 def main():

@@ -26,7 +26,7 @@ from benchmarks.convnet_step import convnet_training_step
 from benchmarks.timing import seconds_per_call
 from convnet_pytorch import ConvNet
 from benchmarks.model_size import macs_per_image
-from torch_training import get_device
+from torch_training import start_processes
 
 SEEDS = (0, 1, 2)
 MODES = {'eager': None, 'compile default': 'default', 'compile max-autotune-no-cudagraphs': 'max-autotune-no-cudagraphs',
@@ -68,7 +68,7 @@ def main():
     parser.add_argument('--out', required=True, help='folder for the records and results.json')
     parser.add_argument('--tiny', action='store_true', help='a few steps of everything: a dry run on a CPU')
     args = parser.parse_args()
-    device = get_device('auto')
+    device = start_processes('auto')[0]
     os.makedirs(args.out, exist_ok=True)
     tiny = args.tiny
     result = {'device': torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu', 'torch': torch.__version__}
@@ -84,14 +84,13 @@ def main():
             if tiny:
                 break
     data = cifar10_utils.get_cifar10(args.data_dir)
-    short = dict(epochs=None, max_steps=3, eval_freq=3, batch_size=8) if tiny else {}
-    runs = {f'preset_best_seed{seed}': dict(train_convnet_pytorch.PRESETS['best'], seed=seed, tta=True, **short)
-            for seed in SEEDS}
-    runs['default'] = dict(short)
+    short = ['--max_steps', '3', '--eval_freq', '3', '--batch_size', '8'] if tiny else []
+    runs = {f'preset_best_seed{seed}': ['--preset', 'best', '--seed', str(seed), '--tta', *short] for seed in SEEDS}
+    runs['default'] = short
     result['runs'] = {}
-    for name, settings in runs.items():
-        record = train_convnet_pytorch.train(**settings, data=data, output_dir=os.path.join(args.out, name),
-                                             progress=False)
+    for name, flags in runs.items():
+        run_args = train_convnet_pytorch.parse_args([*flags, '--output_dir', os.path.join(args.out, name), '--quiet'])
+        record = train_convnet_pytorch.train(run_args, data=data)
         s = record['summary']
         result['runs'][name] = {key: s.get(key) for key in ('final_test_accuracy', 'final_test_accuracy_tta', 'time_s',
                                                             'train_images_per_s')}

@@ -6,7 +6,6 @@ import torch
 import cifar10_utils
 from convnet_pytorch import ConvNet
 from mlp_pytorch import MLP
-from training_utils import hidden_units
 
 
 def macs_per_image(model):
@@ -31,7 +30,7 @@ def network_of(record):
     c = record['config']
     if c['name'].startswith('convnet'):
         return ConvNet(cifar10_utils.IMAGE_SHAPE[0], cifar10_utils.N_CLASSES, c['arch'])
-    return MLP(cifar10_utils.IMAGE_SIZE, hidden_units(c['dnn_hidden_units']), cifar10_utils.N_CLASSES,
+    return MLP(cifar10_utils.IMAGE_SIZE, c['dnn_hidden_units'], cifar10_utils.N_CLASSES,
                activation=c['activation'], norm=c['norm'], dropout=c['dropout'])
 
 

@@ -70,13 +70,27 @@ def is_done(records_dir, name, changes):
     return has_ended(record) and all(record['config'].get(key) == value for key, value in changes.items())
 
 
-def run_once(records_dir, name, changes, data, rerun=False, train=train_mlp_pytorch.train):
-    """train(**changes) (a script's train(); the PyTorch MLP's by default) into records_dir/name, unless done."""
+def as_flags(changes):
+    """Settings as a script's command line: {'dnn_hidden_units': [512, 256], 'augment': True} ->
+    ['--dnn_hidden_units', '512,256', '--augment']."""
+    flags = []
+    for key, value in changes.items():
+        if isinstance(value, bool):
+            flags.append(f'--{key}' if value else f'--no_{key}')
+        else:
+            flags += [f'--{key}', ','.join(map(str, value)) if isinstance(value, list) else str(value)]
+    return flags
+
+
+def run_once(records_dir, name, changes, data, rerun=False, script=train_mlp_pytorch):
+    """script.train(script.parse_args(flags of the changes)) (the PyTorch MLP's by default) into
+    records_dir/name, unless a run with these settings has ended there."""
     if is_done(records_dir, name, changes) and not rerun:
         print(f'{name}: done, skipped', flush=True)
         return load_record(records_dir, name)
     print(f'{name}: running {changes}', flush=True)
-    record = train(**changes, data=data, output_dir=os.path.join(records_dir, name), progress=False)
+    args = script.parse_args([*as_flags(changes), '--output_dir', os.path.join(records_dir, name), '--quiet'])
+    record = script.train(args, data=data)
     s = record['summary']
     if s['final_test_accuracy'] is None:
         print(f"{name}: {s['status']} at step {s['steps']}, before any evaluation", flush=True)

@@ -15,13 +15,15 @@ import train_mlp_numpy
 import train_mlp_pytorch
 from experiments.records import has_ended, load_record, markdown_table, run_once, seed_location, spread
 
-# headline run: (what it is, its script's train(), its settings, the seeds)
+# headline run: (what it is, its script, its settings, the seeds)
 STUDIES = {
-    'mlp_numpy_default': ('NumPy MLP, defaults', train_mlp_numpy.train, {}, (42, 43, 44, 45, 46)),
-    'mlp_pytorch_default': ('PyTorch MLP, defaults', train_mlp_pytorch.train, {}, (42, 43, 44, 45, 46)),
-    'mlp_pytorch_best': ('PyTorch MLP, --preset best', train_mlp_pytorch.train, train_mlp_pytorch.PRESETS['best'],
+    'mlp_numpy_default': ('NumPy MLP, defaults', train_mlp_numpy, {}, (42, 43, 44, 45, 46)),
+    'mlp_pytorch_default': ('PyTorch MLP, defaults', train_mlp_pytorch, {}, (42, 43, 44, 45, 46)),
+    'mlp_pytorch_best': ('PyTorch MLP, --preset best', train_mlp_pytorch, train_mlp_pytorch.PRESETS['best'],
                          (42, 43, 44)),
-    'convnet_vgg_default': ('ConvNet Table 1, defaults', train_convnet_pytorch.train, {}, (42, 43, 44)),
+    'convnet_vgg_default': ('ConvNet Table 1, defaults', train_convnet_pytorch, {}, (42, 43, 44)),
+    'convnet_preact_default': ('ConvNet pre-activation, defaults', train_convnet_pytorch, {'arch': 'preact'},
+                               (42, 43, 44)),
 }
 
 
@@ -55,9 +57,9 @@ def main():
     args = parser.parse_args()
     data = cifar10_utils.get_cifar10(args.data_dir)
     for run in args.only.split(','):
-        _, train, settings, seeds = STUDIES[run]
+        _, script, settings, seeds = STUDIES[run]
         for seed in seeds:
-            run_once(*seed_location(run, seed), dict(settings, seed=seed), data, args.rerun, train=train)
+            run_once(*seed_location(run, seed), dict(settings, seed=seed), data, args.rerun, script=script)
     for row in collect_rows():
         print(f"{row['label']}: {row['mean']:.4f} ± {row['std'] or 0:.4f} over seeds {row['seeds']}")
 

@@ -64,8 +64,10 @@ def main():
     result = {}
     for activation, sweep_row in (('tanh', 'tanh'), ('elu', 'default')):
         with tempfile.TemporaryDirectory() as out:
-            record = train_mlp_pytorch.train(activation=activation, data=data, progress=False, output_dir=out)
-            model = MLP(train_mlp_pytorch.N_INPUTS, [100], train_mlp_pytorch.N_CLASSES, activation=activation)
+            args = train_mlp_pytorch.parse_args(['--activation', activation, '--output_dir', out, '--quiet'])
+            record = train_mlp_pytorch.train(args, data=data)
+            model = MLP(train_mlp_pytorch.N_INPUTS, args.dnn_hidden_units, train_mlp_pytorch.N_CLASSES,
+                        activation=activation)
             model.load_state_dict(torch.load(os.path.join(out, 'state.pt'), weights_only=True)['model'])  # final
         sweep = load_record(os.path.join(RESULTS, 'mlp_sweep'), sweep_row)
         same = sweep is not None and sweep['test'] == record['test'] and sweep['train']['loss'] == record['train']['loss']

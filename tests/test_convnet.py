@@ -99,10 +99,11 @@ def test_few_steps_lower_the_loss(arch):
 
 
 @pytest.mark.parametrize('name', sorted(train_convnet_pytorch.PRESETS))
-def test_presets_run(name, fake_cifar_dir):
+def test_presets_run(name, fake_cifar_dir, tmp_path):
     preset = train_convnet_pytorch.PRESETS[name]
-    record = train_convnet_pytorch.train(**{**preset, 'epochs': None, 'max_steps': 2, 'batch_size': 4, 'eval_freq': 2},
-                                         data_dir=fake_cifar_dir, progress=False)
+    args = train_convnet_pytorch.parse_args(['--preset', name, '--max_steps', '2', '--batch_size', '4', '--eval_freq',
+                                             '2', '--data_dir', fake_cifar_dir, '--output_dir', str(tmp_path), '--quiet'])
+    record = train_convnet_pytorch.train(args)
     assert record['summary']['status'] == 'completed' and record['test']['step'] == [2]
     assert record['config']['name'] == f"convnet_{preset.get('arch', 'vgg')}"
     assert all(record['config'][key] == value for key, value in preset.items() if key not in ('epochs', 'batch_size',
@@ -110,8 +111,9 @@ def test_presets_run(name, fake_cifar_dir):
 
 
 def test_flip_tta_and_weight_averaging(fake_cifar_dir, tmp_path):
-    record = train_convnet_pytorch.train(max_steps=4, eval_freq=2, batch_size=4, ema_decay=0.5, tta=True,
-                                         data_dir=fake_cifar_dir, output_dir=str(tmp_path), progress=False)
+    record = train_convnet_pytorch.train(train_convnet_pytorch.parse_args(
+        ['--max_steps', '4', '--eval_freq', '2', '--batch_size', '4', '--ema_decay', '0.5', '--tta', '--data_dir',
+         fake_cifar_dir, '--output_dir', str(tmp_path), '--quiet']))
     assert record['summary']['status'] == 'completed'
     assert len(record['test']['accuracy_tta']) == 2  # beside every plain evaluation
     assert record['summary']['final_test_accuracy_tta'] == record['test']['accuracy_tta'][-1]
@@ -130,7 +132,5 @@ def test_flip_tta_averages_an_image_and_its_mirror():
     images[0, ..., 0] = 3.0  # left 3: class 0 plainly (3 > 1) and averaged with its mirror ((3 + 0) / 2 > 1)
     images[1, ..., 3] = 3.0  # right 3: class 1 plainly (0 < 1), class 0 averaged (1.5 > 1)
     images[2, ..., 0] = 1.5  # left 1.5: class 0 plainly (1.5 > 1), class 1 averaged (0.75 < 1)
-    from distributed import Processes
-    _, accuracy, more = evaluate(LeftHalf(), images, torch.tensor([0, 0, 1]), batch_size=2, processes=Processes({}),
-                                 flip_tta=True)
+    _, accuracy, more = evaluate(LeftHalf(), images, torch.tensor([0, 0, 1]), batch_size=2, flip_tta=True)
     assert accuracy == pytest.approx(1 / 3) and more == {'accuracy_tta': 1.0}

@@ -9,9 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
-from distributed import Processes
-from training_utils import SettingsError
+from conftest import ROOT, assert_one_line_error
 
 MLP_FLAGS = ['--device', 'cpu', '--max_steps', '200', '--eval_freq', '100', '--batch_size', '20', '--quiet']
 
@@ -55,16 +53,25 @@ def test_the_convnet_runs_under_torchrun(fake_cifar_dir, tmp_path):
     assert record['config']['world_size'] == 2 and record['summary']['steps'] == 3
 
 
-def test_processes_from_the_environment():
-    single = Processes(environ={})
-    assert not single.distributed and single.is_main and single.device_name('auto') == 'auto'
-    x = torch.arange(10)
-    assert torch.equal(single.shard(x), x)
-    second = Processes(environ={'WORLD_SIZE': '4', 'RANK': '1', 'LOCAL_RANK': '1'})
-    assert second.distributed and not second.is_main
-    assert second.shard(x).tolist() == [1, 5, 9]  # disjoint shares: rank r takes rows r, r + 4, ...
-    assert second.device_name('cpu') == 'cpu'
-    with pytest.raises(SettingsError, match='must be divisible by the 4 processes'):
-        second.check_batch_size(30)
-    with pytest.raises(SettingsError, match='under torchrun, --device must be auto, cuda or cpu'):
-        second.device_name('cuda:3')
+def test_each_process_takes_its_share_of_every_batch_in_one_order(monkeypatch):
+    import torch_training
+    shares = []
+    for rank in range(3):
+        monkeypatch.setattr(torch_training, 'WORLD_SIZE', 3)
+        monkeypatch.setattr(torch_training, 'RANK', rank)
+        torch.manual_seed(100 + rank)  # the processes' own random streams differ ...
+        batches = torch_training.TensorBatches(torch.arange(12.0).view(12, 1), torch.arange(12), 6, False, seed=5)
+        shares.append(torch.cat([batches.next()[1] for _ in range(2)]).tolist())
+    # ... yet they share one batch order: every image once per epoch, each in exactly one process's share
+    assert sorted(sum(shares, [])) == list(range(12))
+    assert all(len(share) == 4 for share in shares)
+
+
+def test_flags_that_do_not_fit_torchrun_are_refused(monkeypatch, capsys):
+    import torch_training
+    import train_mlp_pytorch
+    monkeypatch.setattr(torch_training, 'WORLD_SIZE', 4)
+    with pytest.raises(SystemExit) as refused:
+        train_mlp_pytorch.parse_args(['--batch_size', '30'])
+    assert refused.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, 'a --batch_size divisible by the 4 processes')

@@ -3,7 +3,7 @@ import json
 
 import train_mlp_pytorch
 from experiments import mlp_sweep, seeds, tanh_saturation
-from experiments.records import is_done, load_record
+from experiments.records import as_flags, is_done, load_record
 
 
 def write_record(folder, name, status, config, accuracy=None):
@@ -75,7 +75,9 @@ def test_every_experiment_name_is_unique_and_has_a_reason():
     names = [e[0] for e in mlp_sweep.EXPERIMENTS]
     assert len(names) == len(set(names))
     assert all(e[1] in ('single', 'combo') and e[2] for e in mlp_sweep.EXPERIMENTS)
-    assert all(set(e[3]) <= set(train_mlp_pytorch.train.__kwdefaults__) for e in mlp_sweep.EXPERIMENTS)
+    for name, _, _, changes in mlp_sweep.EXPERIMENTS:  # every row is a command line the script takes
+        args = train_mlp_pytorch.parse_args(as_flags(changes))
+        assert {key: getattr(args, key) for key in changes} == changes, name
     assert {'default', 'tanh', 'best'} <= set(names)  # Q2.2 and the preset are measured rows
 
 
@@ -97,3 +99,13 @@ def test_saturation_shares():
     pre = torch.tensor([[-3.0, -1.0, 0.5, 2.5]])
     shares = tanh_saturation.saturation(pre)
     assert shares == {'share_beyond_2': 0.5, 'share_below_minus_2': 0.25, 'median_abs_preactivation': 1.0}
+
+
+def test_settings_become_the_flags_a_script_takes():
+    import train_convnet_pytorch
+    flags = as_flags(dict(dnn_hidden_units=[512, 256], augment=True, tta=False, learning_rate=1e-3, epochs=10))
+    assert flags == ['--dnn_hidden_units', '512,256', '--augment', '--no_tta', '--learning_rate', '0.001',
+                     '--epochs', '10']
+    args = train_convnet_pytorch.parse_args(as_flags(dict(train_convnet_pytorch.PRESETS['cpu'], seed=43)))
+    preset = train_convnet_pytorch.parse_args(['--preset', 'cpu', '--seed', '43'])
+    assert vars(args) == {**vars(preset), 'preset': None}  # a preset's flags typed out are the preset

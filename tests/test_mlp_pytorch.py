@@ -102,31 +102,31 @@ def test_bad_options():
 
 @pytest.mark.parametrize('name', sorted(train_mlp_pytorch.PRESETS))
 def test_every_preset_parses_and_builds(name):
-    from cli_utils import with_preset
-    given = vars(train_mlp_pytorch.build_parser().parse_args(['--preset', name]))
-    settings = with_preset(given, train_mlp_pytorch.PRESETS)
-    assert {key: settings[key] for key in train_mlp_pytorch.PRESETS[name]} == train_mlp_pytorch.PRESETS[name]
-    model = MLP(3072, [int(h) for h in settings['dnn_hidden_units'].split(',')], 10, activation=settings['activation'],
-                norm=settings['norm'], dropout=settings['dropout'], init=settings['init'])
+    args = train_mlp_pytorch.parse_args(['--preset', name])
+    assert {key: getattr(args, key) for key in train_mlp_pytorch.PRESETS[name]} == train_mlp_pytorch.PRESETS[name]
+    model = MLP(3072, args.dnn_hidden_units, 10, activation=args.activation, norm=args.norm, dropout=args.dropout,
+                init=args.init)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
 @pytest.mark.parametrize('name', sorted(train_mlp_pytorch.PRESETS))
-def test_every_preset_trains_from_python(name, fake_cifar_dir):
+def test_every_preset_trains_from_python(name, fake_cifar_dir, tmp_path):
     import cifar10_utils
     data = cifar10_utils.get_cifar10(fake_cifar_dir)
     # as the README calls it, shortened to 3 steps on the 200 synthetic images
-    config = dict(train_mlp_pytorch.PRESETS[name], epochs=None, max_steps=3, eval_freq=3, batch_size=64)
-    assert set(config) <= set(train_mlp_pytorch.train.__kwdefaults__)  # every preset key is a setting
-    record = train_mlp_pytorch.train(**config, data=data, progress=False)
-    hidden = train_mlp_pytorch.PRESETS[name]['dnn_hidden_units']
-    assert record['config']['dnn_hidden_units'] == [int(h) for h in hidden.split(',')]
+    args = train_mlp_pytorch.parse_args(['--preset', name, '--max_steps', '3', '--eval_freq', '3', '--batch_size', '64',
+                                         '--output_dir', str(tmp_path), '--quiet'])
+    assert set(train_mlp_pytorch.PRESETS[name]) <= set(vars(args))  # every preset key is a flag
+    record = train_mlp_pytorch.train(args, data=data)
+    assert record['config']['dnn_hidden_units'] == train_mlp_pytorch.PRESETS[name]['dnn_hidden_units']
     assert record['summary']['status'] == 'completed' and record['test']['step'] == [3]
 
 
 @pytest.mark.slow
 def test_default_run_on_real_data_matches_numpy_scale(real_cifar):
-    record = train_mlp_pytorch.train(max_steps=300, eval_freq=100, data=real_cifar, progress=False)
+    args = train_mlp_pytorch.parse_args(['--max_steps', '300', '--quiet'])
+    args.output_dir = None  # from Python: a run that writes no files
+    record = train_mlp_pytorch.train(args, data=real_cifar)
     assert record['summary']['final_test_accuracy'] > 0.35
 
 

@@ -9,7 +9,7 @@ from conftest import ROOT
 
 
 @pytest.mark.parametrize('module', ['cifar10_download', 'cifar10_utils', 'modules', 'mlp_numpy', 'gradient_check',
-                                    'training_utils', 'run_records', 'cli_utils', 'train_mlp_numpy',
+                                    'run_records', 'cli_utils', 'train_mlp_numpy',
                                     'benchmarks.bench_mlp_numpy'])
 def test_the_numpy_side_does_not_import_torch(module):
     code = f'import sys, {module}; print("torch" in sys.modules)'

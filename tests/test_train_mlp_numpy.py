@@ -1,15 +1,18 @@
-"""train_mlp_numpy.train from Python, on synthetic data (and 300 real steps when CIFAR10_DIR
-is set); its command line is tested with the other scripts' in test_cli.py."""
+"""train_mlp_numpy.train(parse_args([...])) from Python, as a notebook calls it, on synthetic data (and 300
+real steps when CIFAR10_DIR is set); its command line is tested with the other scripts' in test_cli.py."""
 import numpy as np
 import pytest
 
 import train_mlp_numpy
-from training_utils import RunFailed, SettingsError, accuracy
+from cli_utils import RunError
+from run_records import accuracy
+from train_mlp_numpy import parse_args
 
 
 def test_train_from_python_returns_history(fake_cifar_dir):
-    record = train_mlp_numpy.train(dnn_hidden_units=[], max_steps=30, eval_freq=15, batch_size=20,
-                                   data_dir=fake_cifar_dir, progress=False)
+    record = train_mlp_numpy.train(parse_args(['--dnn_hidden_units', '', '--max_steps', '30', '--eval_freq', '15',
+                                               '--batch_size', '20', '--data_dir', fake_cifar_dir, '--quiet',
+                                               '--output_dir', str(fake_cifar_dir) + '_run']))
     assert record['test']['step'] == [15, 30]
     assert record['config']['dnn_hidden_units'] == []
     assert record['train']['loss'][-1] < record['train']['loss'][0]
@@ -17,8 +20,10 @@ def test_train_from_python_returns_history(fake_cifar_dir):
 
 
 def test_same_seed_same_run(fake_cifar_dir):
-    runs = [train_mlp_numpy.train(max_steps=20, eval_freq=10, batch_size=30, data_dir=fake_cifar_dir,
-                                  progress=False, seed=3) for _ in range(2)]
+    args = parse_args(['--max_steps', '20', '--eval_freq', '10', '--batch_size', '30', '--data_dir', fake_cifar_dir,
+                       '--quiet', '--seed', '3'])
+    args.output_dir = None  # from Python: a run that writes no files
+    runs = [train_mlp_numpy.train(args) for _ in range(2)]
     assert runs[0]['train']['loss'] == runs[1]['train']['loss']
 
 
@@ -32,26 +37,18 @@ def test_accuracy_helper():
 
 @pytest.mark.slow
 def test_300_steps_on_real_data(real_cifar):
-    record = train_mlp_numpy.train(max_steps=300, eval_freq=100, data=real_cifar, progress=False)
+    args = parse_args(['--max_steps', '300', '--quiet'])
+    args.output_dir = None
+    record = train_mlp_numpy.train(args, data=real_cifar)
     assert record['summary']['final_test_accuracy'] > 0.35
-
-
-def test_bad_settings_raise_before_any_data_is_loaded(tmp_path):
-    for settings, message in [(dict(batch_size=0), 'batch_size must be a positive integer'),
-                              (dict(seed=-1), 'seed must be an integer in 0..4294967295'),
-                              (dict(dnn_hidden_units='10,x'), 'comma-separated positive integers'),
-                              (dict(learning_rate=float('nan')), 'learning_rate must be a positive number')]:
-        with pytest.raises(SettingsError, match=message):
-            train_mlp_numpy.train(**settings, data_dir=str(tmp_path / 'none'), progress=False)
-    assert not (tmp_path / 'none').exists()
 
 
 def test_a_failure_in_training_raises_after_saving_the_record(fake_cifar_dir, tmp_path):
     import cifar10_utils
     data = cifar10_utils.get_cifar10(fake_cifar_dir)
     data['test'] = cifar10_utils.DataSet(data['test'].images[:, :2], data['test'].labels)  # wrong shape for the MLP
-    with pytest.raises(RunFailed, match='failed after step 5 .*ValueError.*record saved in') as failure:
-        train_mlp_numpy.train(max_steps=10, eval_freq=5, batch_size=20, data=data, output_dir=str(tmp_path),
-                              progress=False)
+    with pytest.raises(RunError, match='failed after step 5 .*ValueError.*record saved in') as failure:
+        train_mlp_numpy.train(parse_args(['--max_steps', '10', '--eval_freq', '5', '--batch_size', '20', '--quiet',
+                                          '--output_dir', str(tmp_path)]), data=data)
     assert isinstance(failure.value.__cause__, ValueError)  # the original error, for a notebook's traceback
     assert '"status": "failed"' in (tmp_path / 'history.json').read_text()
