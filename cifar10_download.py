@@ -1,16 +1,15 @@
-"""Download the official CIFAR-10 archive (or a mirror's copy), verify it, and extract its
-batch files safely. The data layer's base: the batch files' names and CIFAR10Error live here.
+"""Download the official CIFAR-10 archive (or a mirror's copy), verify it, and extract its batch files
+safely. The data layer's base: the batch files' names and CIFAR10Error live here.
 
     maybe_download('cifar10/cifar-10-batches-py')   # does nothing when the folder has batch files
 
-Environment: CIFAR10_URL, the archive's address at a mirror (the same
-cifar-10-python.tar.gz as the official one: a gzip'd tar whose one folder,
-cifar-10-batches-py/, holds the batch files); CIFAR10_MD5, that file's MD5 when it is not
-the official archive's. Bytes go to a '.part' file that is renamed only when complete and
-verified, so an interrupted or corrupt download never leaves a file that looks finished.
+Environment: CIFAR10_URL, a mirror's address of the same cifar-10-python.tar.gz; CIFAR10_MD5, that
+file's MD5 when it is not the official archive's. Bytes go to a '.part' file renamed only when complete
+and verified: an interrupted or corrupt download never leaves a file that looks finished.
 """
 import contextlib
 import errno
+import glob
 import hashlib
 import os
 import shutil
@@ -30,8 +29,7 @@ CIFAR10_MD5 = 'c58f30108f718f92721af3b95e74349a'
 ARCHIVE_NAME = 'cifar-10-python.tar.gz'
 ARCHIVE_FOLDER = 'cifar-10-batches-py'  # the one folder inside the archive
 CHUNK = 1 << 20
-# the disk's fault, not the network's
-DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
+DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)  # the disk's fault, not the net's
 TRAIN_FILES = tuple(f'data_batch_{i}' for i in range(1, 6))
 TEST_FILE = 'test_batch'
 BATCH_FILES = TRAIN_FILES + (TEST_FILE,)
@@ -50,40 +48,45 @@ def file_md5(path, chunk_size=1 << 22):
 
 
 def maybe_download(data_dir, url=None, md5=None):
-    """Download and extract CIFAR-10 into data_dir unless it holds batch files already.
-
-    url defaults to $CIFAR10_URL, else the official archive; md5 to $CIFAR10_MD5, else the
-    official archive's. The archive is kept beside data_dir, so a second extraction needs
-    no download. A folder with some but not all batch files is left alone: loading then
-    names the missing file. Runs started together into one folder take turns: one downloads,
-    the others wait for it and find the files there.
-    """
+    """Download and extract CIFAR-10 into data_dir unless it holds batch files already (some of them: loading
+    names the missing one). url, md5: $CIFAR10_URL and $CIFAR10_MD5, else the official archive's. The archive
+    is kept beside data_dir; runs started together take turns; folders made for a download that fails go."""
     url = url or os.environ.get('CIFAR10_URL') or CIFAR10_URL
     md5 = (md5 or os.environ.get('CIFAR10_MD5') or CIFAR10_MD5).lower()
-    if not data_dir or os.path.lexists(data_dir) and not os.path.isdir(data_dir):
-        raise CIFAR10Error(f"--data_dir {data_dir!r} is {'a file or a link to no folder' if data_dir else 'empty'}; "
-                           'pass the folder that holds (or is to hold) the CIFAR-10 batch files')
+    existing = data_dir  # the nearest part of the path that exists must be a folder
+    while existing and not os.path.lexists(existing):
+        existing = os.path.dirname(os.path.normpath(existing))
+    if not data_dir or existing and not os.path.isdir(existing):
+        where = '' if existing == data_dir else f" lies under '{existing}', which"
+        what = 'a file or a link to no folder' if data_dir else 'empty'
+        raise CIFAR10Error(f'--data_dir {data_dir!r}{where} is {what}; pass the folder that holds (or is to hold) '
+                           'the CIFAR-10 batch files')
     if _has_batch_files(data_dir):
         return
-    parent = os.path.dirname(os.path.normpath(data_dir)) or '.'
+    parent = os.path.dirname(os.path.normpath(data_dir))
+    made = [path for path in (parent, data_dir) if path and not os.path.exists(path)]
     try:
-        os.makedirs(parent, exist_ok=True)
-        folder = os.open(parent, os.O_RDONLY)  # the parent folder itself is the lock: no lock file to leave behind
+        os.makedirs(data_dir, exist_ok=True)
+        folder = os.open(data_dir, os.O_RDONLY)  # the data folder itself is the lock: no lock file to leave behind
     except OSError as err:
-        raise CIFAR10Error(_cannot_write(parent, err)) from None
+        raise CIFAR10Error(_cannot_write(data_dir, err)) from None
     try:
         if fcntl:
             try:
                 fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                print(f"waiting for another run's download of CIFAR-10 into '{parent}'", file=sys.stderr)
+                print(f"waiting for another run's download of CIFAR-10 into '{data_dir}'", file=sys.stderr)
                 fcntl.flock(folder, fcntl.LOCK_EX)
-        if _has_batch_files(data_dir):  # the run we waited for has put them there
-            return
-        archive = os.path.join(parent, ARCHIVE_NAME)
-        if not (os.path.isfile(archive) and file_md5(archive) == md5):
-            download_file(url, archive, md5, data_dir)
-        extract_archive(archive, data_dir)
+        if not _has_batch_files(data_dir):  # else the run we waited for has put them there
+            archive = os.path.join(parent or '.', ARCHIVE_NAME)
+            if not (os.path.isfile(archive) and file_md5(archive) == md5):
+                download_file(url, archive, md5, data_dir)
+            extract_archive(archive, data_dir)
+    except BaseException:
+        for path in reversed(made):  # what this call made and left empty goes
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        raise
     finally:
         os.close(folder)  # and the lock with it
 
@@ -93,8 +96,8 @@ def _has_batch_files(data_dir):
 
 
 def _cannot_write(folder, err):
-    return (f"cannot write into '{folder}' ({err.strerror or err}); free some space or make it writable, or pass "
-            'another --data_dir (data_dir= from Python)')
+    cure = 'free some space' if err.errno in (errno.ENOSPC, errno.EDQUOT) else 'make it writable'
+    return f"cannot write into '{folder}' ({err.strerror or err}); {cure}, or pass another --data_dir"
 
 
 def download_file(url, path, md5, data_dir):
@@ -114,15 +117,14 @@ def download_file(url, path, md5, data_dir):
                     digest.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
-    except (urllib.error.URLError, OSError, ValueError) as err:
+    except BaseException as err:  # the network, the disk, or Ctrl-C: nothing half-written is left
         _remove(partial)
+        if not isinstance(err, (urllib.error.URLError, OSError, ValueError)):
+            raise
         if getattr(err, 'errno', None) in DISK_ERRORS:
             raise CIFAR10Error(_cannot_write(os.path.dirname(path) or '.', err)) from None
-        reason = getattr(err, 'reason', None) or err
-        raise CIFAR10Error(f'cannot download CIFAR-10 from {url} ({reason}); {by_hand}') from None
-    except BaseException:  # Ctrl-C: leave nothing half-written
-        _remove(partial)
-        raise
+        raise CIFAR10Error(f"cannot download CIFAR-10 from {url} ({getattr(err, 'reason', None) or err}); "
+                           f'{by_hand}') from None
     if total is not None and received < total:
         _remove(partial)
         raise CIFAR10Error(f'the connection to {url} closed after {received:,} of {total:,} bytes; '
@@ -136,17 +138,15 @@ def download_file(url, path, md5, data_dir):
 
 
 def extract_archive(archive, data_dir):
-    """Extract the batch files of the archive's one folder into data_dir.
-
-    Only regular files directly inside that folder are written; a member with an
-    absolute path, a '..' component, a link or a device aborts before anything lands.
-    """
-    parent = os.path.dirname(os.path.normpath(data_dir)) or '.'
+    """Extract the batch files of the archive's one folder into data_dir, through a staging folder inside it
+    (the same file system even when data_dir is a mount point; a killed run's staging goes first). Only
+    regular files directly inside that folder are written; an absolute path, '..', a link or a device in
+    the archive aborts before anything lands."""
+    stagings = os.path.join(glob.escape(data_dir), '.cifar10-extract-*')
+    for stale in glob.glob(stagings):
+        shutil.rmtree(stale, ignore_errors=True)
     try:
-        staging = tempfile.mkdtemp(prefix='.cifar10-extract-', dir=parent)
-    except OSError as err:
-        raise CIFAR10Error(_cannot_write(parent, err)) from None
-    try:
+        staging = tempfile.mkdtemp(prefix='.cifar10-extract-', dir=data_dir)
         with tarfile.open(archive, 'r:gz') as tar:
             for member in tar:
                 parts = member.name.replace('\\', '/').split('/')
@@ -159,15 +159,15 @@ def extract_archive(archive, data_dir):
         missing = [name for name in BATCH_FILES if not os.path.isfile(os.path.join(staging, name))]
         if missing:
             raise CIFAR10Error(f"'{archive}' lacks {', '.join(missing)}; delete it and download it again")
-        os.makedirs(data_dir, exist_ok=True)
         for name in os.listdir(staging):
             os.replace(os.path.join(staging, name), os.path.join(data_dir, name))
     except (tarfile.TarError, EOFError) as err:
         raise CIFAR10Error(f"'{archive}' is damaged ({err}); delete it and run again") from None
     except OSError as err:  # the disk, not the archive: keep the archive
-        raise CIFAR10Error(_cannot_write(parent, err)) from None
+        raise CIFAR10Error(_cannot_write(data_dir, err)) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for staging in glob.glob(stagings):
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _remove(path):

@@ -23,7 +23,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse whose --help shows every default and whose errors are one line (exit status 2)."""
 
     def __init__(self, doc):
-        super().__init__(description=doc.strip().splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(description=doc.strip().splitlines()[0],
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     def error(self, message):
         self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
@@ -66,6 +67,12 @@ def output_folder(path):
     return path
 
 
+def add_data_dir(parser):
+    parser.add_argument('--data_dir', default=os.environ.get('CIFAR10_DIR') or CIFAR10_FOLDER,
+                        help='folder with the CIFAR-10 batch files, downloaded there if it has none; '
+                             '$CIFAR10_DIR, if set, is the default')
+
+
 def add_run_flags(parser):
     """The flags every script has; each script gives its own defaults with parser.set_defaults."""
     parser.add_argument('--learning_rate', type=number(float, lambda x: x > 0, 'a positive number'),
@@ -76,9 +83,7 @@ def add_run_flags(parser):
                         help='evaluate on the whole test set every this many steps (and after the last)')
     parser.add_argument('--seed', type=number(int, lambda n: 0 <= n <= SEED_MAX, f'an integer in 0..{SEED_MAX}'),
                         default=42, help='random seed (numpy and torch)')
-    parser.add_argument('--data_dir', default=os.environ.get('CIFAR10_DIR') or CIFAR10_FOLDER,
-                        help='folder with the CIFAR-10 batch files, downloaded there if it has none; '
-                             '$CIFAR10_DIR, if set, is the default')
+    add_data_dir(parser)
     parser.add_argument('--output_dir', type=output_folder, help='where history.json, curves.png and the checkpoint go')
     parser.add_argument('--quiet', action='store_true', help='no progress bar or evaluation lines')
     parser.add_argument('--resume', action='store_true', help='go on with the run in --output_dir from its last '

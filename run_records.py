@@ -129,8 +129,9 @@ class RunRecord:
             self.time_s = time.perf_counter() - self._start
             self.save(plot=False)
         if self.progress:
-            self._bar.write(f"step {step:>6}/{self.max_steps}: train loss {np.mean(self.train['loss'][-LOG_EVERY:]):.4f}"
-                            f'  test loss {loss:.4f}  test accuracy {accuracy:.4f}', file=sys.stderr)
+            recent = np.mean(self.train['loss'][-LOG_EVERY:])
+            self._bar.write(f'step {step:>6}/{self.max_steps}: train loss {recent:.4f}  test loss {loss:.4f}  '
+                            f'test accuracy {accuracy:.4f}', file=sys.stderr)
         now = time.perf_counter()
         self.eval_time_s, self._mark = self.eval_time_s + now - self._mark, now
 

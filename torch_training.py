@@ -31,7 +31,8 @@ def device_type(name):
 def add_torch_flags(parser, presets):
     """The tuning flags of the PyTorch scripts, with the defaults they share; each script sets its own others."""
     fraction = number(float, lambda x: 0 <= x < 1, 'in [0, 1)')
-    parser.add_argument('--optimizer', choices=OPTIMIZERS, help='sgd is plain SGD; momentum and nesterov use --momentum')
+    parser.add_argument('--optimizer', choices=OPTIMIZERS,
+                        help='sgd is plain SGD; momentum and nesterov use --momentum')
     parser.add_argument('--momentum', type=number(float, lambda x: x >= 0, 'a number >= 0'), default=0.9,
                         help='momentum of momentum and nesterov')
     parser.add_argument('--weight_decay', type=number(float, lambda x: x >= 0, 'a number >= 0'), default=0.0,
@@ -177,8 +178,9 @@ def make_optimizer(args, model, max_steps):
     --warmup_steps; 'onecycle': torch's one-cycle (warm-up 30% unless --warmup_steps)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if args.optimizer in ('sgd', 'momentum', 'nesterov'):
-        optimizer = torch.optim.SGD(params, lr=args.learning_rate, momentum=0.0 if args.optimizer == 'sgd' else
-                                    args.momentum, nesterov=args.optimizer == 'nesterov', weight_decay=args.weight_decay)
+        momentum = 0.0 if args.optimizer == 'sgd' else args.momentum
+        optimizer = torch.optim.SGD(params, lr=args.learning_rate, momentum=momentum,
+                                    nesterov=args.optimizer == 'nesterov', weight_decay=args.weight_decay)
     else:  # one fused kernel for all parameters on CPU and CUDA: measured faster than the loop over them
         adam = torch.optim.Adam if args.optimizer == 'adam' else torch.optim.AdamW
         optimizer = adam(params, lr=args.learning_rate, weight_decay=args.weight_decay,

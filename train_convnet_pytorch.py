@@ -19,9 +19,21 @@ import cifar10_utils
 from cli_utils import EXIT_STATUS, ArgumentParser, add_run_flags, run_cli
 from convnet_pytorch import ARCHS, ConvNet
 from run_records import RunRecord, accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets))
-from torch_training import (CHECKPOINT, TensorBatches, add_switch, add_torch_flags, data_parallel, environment,
-                            evaluate, load_checkpoint, make_optimizer, parse_torch_args, save_checkpoint,
-                            start_processes, to_tensors)
+from torch_training import (
+    CHECKPOINT,
+    TensorBatches,
+    add_switch,
+    add_torch_flags,
+    data_parallel,
+    environment,
+    evaluate,
+    load_checkpoint,
+    make_optimizer,
+    parse_torch_args,
+    save_checkpoint,
+    start_processes,
+    to_tensors,
+)
 
 EVAL_BATCH_SIZE = 500  # test-set batches: large, no gradients
 N_CHANNELS, N_CLASSES = cifar10_utils.IMAGE_SHAPE[0], cifar10_utils.N_CLASSES

@@ -18,9 +18,20 @@ import cifar10_utils
 from cli_utils import EXIT_STATUS, ArgumentParser, add_run_flags, hidden_units, number, run_cli
 from mlp_pytorch import ACTIVATIONS, INITS, MLP, NORMS
 from run_records import RunRecord, accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets))
-from torch_training import (CHECKPOINT, TensorBatches, add_torch_flags, data_parallel, environment, evaluate,
-                            load_checkpoint, make_optimizer, parse_torch_args, save_checkpoint, start_processes,
-                            to_tensors)
+from torch_training import (
+    CHECKPOINT,
+    TensorBatches,
+    add_torch_flags,
+    data_parallel,
+    environment,
+    evaluate,
+    load_checkpoint,
+    make_optimizer,
+    parse_torch_args,
+    save_checkpoint,
+    start_processes,
+    to_tensors,
+)
 
 N_INPUTS, N_CLASSES = cifar10_utils.IMAGE_SIZE, cifar10_utils.N_CLASSES
 EVAL_BATCH_SIZE = 10000  # the whole test set in one product, as the NumPy script does: fewer, larger products

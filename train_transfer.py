@@ -20,9 +20,21 @@ from cifar10_download import maybe_download
 from cli_utils import EXIT_STATUS, ArgumentParser, RunError, add_run_flags, number, run_cli
 from efficientnet_lite0 import NORMALIZATION, EfficientNetLite0, WeightsError, load_weights
 from run_records import RunRecord, accuracy  # noqa: F401 (the skeleton's accuracy(predictions, targets))
-from torch_training import (CHECKPOINT, TensorBatches, add_switch, add_torch_flags, data_parallel, environment,
-                            evaluate, load_checkpoint, make_optimizer, parse_torch_args, save_checkpoint,
-                            start_processes, to_tensors)
+from torch_training import (
+    CHECKPOINT,
+    TensorBatches,
+    add_switch,
+    add_torch_flags,
+    data_parallel,
+    environment,
+    evaluate,
+    load_checkpoint,
+    make_optimizer,
+    parse_torch_args,
+    save_checkpoint,
+    start_processes,
+    to_tensors,
+)
 
 EVAL_BATCH_SIZE = 250
 PIXEL_MAX = 255.0
@@ -37,7 +49,8 @@ def normalized(data_dir, normalization):
     maybe_download(data_dir)
     source = cifar10_utils.fingerprint_in_background(data_dir)
     x_train, y_train, x_test, y_test = cifar10_utils.load_cifar10(data_dir)  # uint8 [N, 3, 32, 32]
-    mean, std = (np.array(values, np.float32).reshape(1, 3, 1, 1) * PIXEL_MAX for values in NORMALIZATION[normalization])
+    mean, std = (np.array(values, np.float32).reshape(1, 3, 1, 1) * PIXEL_MAX
+                 for values in NORMALIZATION[normalization])
     splits = cifar10_utils.DataSplits(train=cifar10_utils.DataSet((x_train - mean) / std, y_train),
                                       test=cifar10_utils.DataSet((x_test - mean) / std, y_test))
     splits.source = source()
@@ -125,7 +138,7 @@ def build_parser():
     add_run_flags(parser)
     add_torch_flags(parser, PRESETS)
     add_switch(parser, 'channels_last', 'channels_last memory layout (NHWC; NCHW when off)')
-    parser.set_defaults(image_size=96, normalization='imagenet', freeze=False, learning_rate=0.05, epochs=1,
+    parser.set_defaults(image_size=96, normalization='tf', freeze=False, learning_rate=0.05, epochs=1,
                         max_steps=None, batch_size=64, eval_freq=250, optimizer='nesterov', weight_decay=5e-5,
                         scheduler='onecycle', label_smoothing=0.1, augment=True, tta=False, channels_last=True,
                         output_dir='runs/transfer')

@@ -15,6 +15,7 @@ import tempfile
 import time
 
 from benchmarks.timing import ROOT, alternate, benchmark_parser, median_ratio, medians, publish
+from cli_utils import positive_int, run_cli
 
 LAYOUTS = {'NCHW': '--no_channels_last', 'channels_last': '--channels_last'}
 # Measured elsewhere with the same 300-step command (seconds, whole process): cited from issue 20
@@ -33,8 +34,7 @@ def whole_run(flag, data_dir, steps):
 
 def main():
     parser = benchmark_parser(__doc__, rounds=3)
-    parser.add_argument('--data_dir', default='cifar10/cifar-10-batches-py')
-    parser.add_argument('--steps', type=int, default=300)
+    parser.add_argument('--steps', type=positive_int, default=300)
     args = parser.parse_args()
     times = alternate(LAYOUTS, args.rounds, lambda flag: whole_run(flag, args.data_dir, args.steps),
                       report=lambda name, seconds: print(f'{name}: {seconds:.1f} s', flush=True))
@@ -52,4 +52,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

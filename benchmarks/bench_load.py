@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 
-import cifar10_utils
-from benchmarks.timing import ROOT, alternate, benchmark_parser, median_ratio, medians, publish
+from benchmarks.timing import ROOT, alternate, benchmark_parser, checkout, median_ratio, medians, publish
+from cli_utils import positive_int, run_cli
 
 PAUSE_S = 2
 
@@ -33,9 +33,8 @@ def time_in_checkout(checkout, data_dir):
 
 def main():
     parser = benchmark_parser(__doc__)
-    parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
-    parser.add_argument('--repeats', type=int, default=7, help='alternating rounds, each run in a fresh process')
-    parser.add_argument('--compare_with', default=None, help='another checkout of the project, timed alternately')
+    parser.add_argument('--repeats', type=positive_int, default=7, help='alternating rounds, each run in a fresh process')
+    parser.add_argument('--compare_with', type=checkout, help='another checkout of the project, timed alternately')
     args = parser.parse_args()
     data_dir = os.path.abspath(args.data_dir)
     checkouts = {'this checkout': ROOT}
@@ -51,4 +50,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

@@ -16,6 +16,7 @@ import numpy as np
 import cifar10_utils
 import train_mlp_numpy
 from benchmarks.timing import benchmark_parser, publish, seconds_per_call
+from cli_utils import positive_int, run_cli
 
 PEAK_SIZE = 2048  # square sgemm used to measure the peak
 PEAK_REPEATS = 10
@@ -64,8 +65,7 @@ def products_only_s(sizes, batch_size, max_steps, eval_freq, n_test):
 
 def main():
     parser = benchmark_parser(__doc__)
-    parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
-    parser.add_argument('--repeats', type=int, default=5, help='timed training runs')
+    parser.add_argument('--repeats', type=positive_int, default=5, help='timed training runs')
     args = parser.parse_args()
 
     data = cifar10_utils.get_cifar10(args.data_dir)
@@ -100,4 +100,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

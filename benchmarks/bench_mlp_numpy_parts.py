@@ -18,8 +18,9 @@ import numpy as np
 
 import cifar10_utils
 import train_mlp_numpy
-from benchmarks.timing import ROOT, benchmark_parser, publish
 from benchmarks.bench_mlp_numpy import sgemm_peak_gflops
+from benchmarks.timing import ROOT, benchmark_parser, publish
+from cli_utils import positive_int, run_cli
 from mlp_numpy import MLP
 from modules import CrossEntropyModule
 from run_records import RunRecord, accuracy
@@ -88,8 +89,7 @@ def timed_run(data, args, clock):
 
 def main():
     parser = benchmark_parser(__doc__)
-    parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
-    parser.add_argument('--repeats', type=int, default=3, help='timed runs (the medians are reported)')
+    parser.add_argument('--repeats', type=positive_int, default=3, help='timed runs (the medians are reported)')
     args = parser.parse_args()
     loading = json.loads(subprocess.run([sys.executable, '-c', LOADING.format(folder=args.data_dir)], cwd=ROOT,
                                         capture_output=True, text=True, check=True).stdout)
@@ -119,4 +119,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

@@ -17,7 +17,17 @@ import json
 import os
 
 import cifar10_utils
-from benchmarks.timing import ROOT, alternate, benchmark_parser, median_ratio, medians, publish, run_in_fresh_process
+from benchmarks.timing import (
+    ROOT,
+    alternate,
+    benchmark_parser,
+    checkout,
+    median_ratio,
+    medians,
+    publish,
+    run_in_fresh_process,
+)
+from cli_utils import positive_int, run_cli
 
 SCRIPTS = {'numpy': 'train_mlp_numpy', 'pytorch': 'train_mlp_pytorch'}
 
@@ -32,9 +42,8 @@ def run_one(script, data_dir):
 
 def main():
     parser = benchmark_parser(__doc__)
-    parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
-    parser.add_argument('--repeats', type=int, default=5, help='alternating rounds')
-    parser.add_argument('--compare_with', default=None, help='another checkout of the project, timed in the same rounds')
+    parser.add_argument('--repeats', type=positive_int, default=5, help='alternating rounds')
+    parser.add_argument('--compare_with', type=checkout, help='another checkout of the project, timed in the same rounds')
     parser.add_argument('--worker', choices=sorted(SCRIPTS.values()), help=argparse.SUPPRESS)  # one run, JSON out
     args = parser.parse_args()
     if args.worker:
@@ -70,4 +79,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from benchmarks.timing import alternate, benchmark_parser, medians, publish, seconds_per_call
+from cli_utils import run_cli
 from mlp_numpy import MLP as NumpyMLP
 from mlp_pytorch import MLP as TorchMLP
 from modules import CrossEntropyModule
@@ -56,7 +57,7 @@ def torch_step(sizes, batch_size):
 
 
 def main():
-    args = benchmark_parser(__doc__, rounds=9).parse_args()
+    args = benchmark_parser(__doc__, rounds=9, data=False).parse_args()
     rows = []
     for name, sizes, batch_size in CASES:
         steps = {'numpy': numpy_step(sizes, batch_size), 'pytorch': torch_step(sizes, batch_size)}
@@ -71,4 +72,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

@@ -13,6 +13,7 @@ import statistics
 import torch
 
 from benchmarks.timing import alternate, benchmark_parser, publish, seconds_per_call
+from cli_utils import run_cli
 from efficientnet_lite0 import EfficientNetLite0, load_weights
 
 BATCH_SIZE, STEPS = 64, 3
@@ -64,7 +65,8 @@ def where_the_time_goes(size, layout):
         name = event.key
         if 'conv' in name:  # a depthwise convolution's weight is [channels, 1, k, k], k 3 or 5
             depthwise = any(len(s) == 4 and s[1] == 1 and s[2] in (3, 5) for s in event.input_shapes)
-            kinds['depthwise convolutions' if depthwise else 'other convolutions (1x1, stem)'] += event.self_cpu_time_total
+            kind = 'depthwise convolutions' if depthwise else 'other convolutions (1x1, stem)'
+            kinds[kind] += event.self_cpu_time_total
         elif 'batch_norm' in name:
             kinds['BatchNorm'] += event.self_cpu_time_total
         elif 'upsample' in name or 'interpolate' in name:
@@ -76,7 +78,7 @@ def where_the_time_goes(size, layout):
 
 
 def main():
-    parser = benchmark_parser(__doc__, rounds=3)
+    parser = benchmark_parser(__doc__, rounds=3, data=False)
     args = parser.parse_args()
     torch.manual_seed(0)
     variants = {(size, name, mode): (size, layout, mode) for size in SIZES for name, layout in LAYOUTS.items()
@@ -103,4 +105,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

@@ -13,19 +13,19 @@ import sys
 import tempfile
 import time
 
-from benchmarks.timing import ROOT, alternate, benchmark_parser, median_ratio, medians, publish
-
+from benchmarks.timing import ROOT, alternate, benchmark_parser, checkout, median_ratio, medians, publish
+from cli_utils import run_cli
 
 PAUSE_S = 2  # between runs: the kernel reclaims the last process's 1.3 GB first (else the next run pays for it)
 
 
-def whole_run(checkout, script, data_dir):
-    """(wall seconds of the process, the record's time_s) of one default run of `script` in `checkout`."""
+def whole_run(folder, script, data_dir):
+    """(wall seconds of the process, the record's time_s) of one default run of `script` in the checkout `folder`."""
     time.sleep(PAUSE_S)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         subprocess.run([sys.executable, f'{script}.py', '--data_dir', os.path.abspath(data_dir), '--quiet',
-                        '--output_dir', os.path.join(out, 'run')], cwd=checkout, check=True, capture_output=True)
+                        '--output_dir', os.path.join(out, 'run')], cwd=folder, check=True, capture_output=True)
         wall = time.perf_counter() - start
         with open(os.path.join(out, 'run', 'history.json')) as f:
             return wall, json.load(f)['summary']['time_s']
@@ -33,9 +33,9 @@ def whole_run(checkout, script, data_dir):
 
 def main():
     parser = benchmark_parser(__doc__, rounds=9)
-    parser.add_argument('--script', default='train_mlp_numpy')
-    parser.add_argument('--compare_with', required=True, help='another checkout of the project')
-    parser.add_argument('--data_dir', default='cifar10/cifar-10-batches-py')
+    parser.add_argument('--script', default='train_mlp_numpy', choices=['train_mlp_numpy', 'train_mlp_pytorch',
+                        'train_convnet_pytorch', 'train_transfer'])
+    parser.add_argument('--compare_with', type=checkout, required=True, help='another checkout of the project')
     args = parser.parse_args()
     checkouts = {'this checkout': ROOT, 'other checkout': args.compare_with}
     runs = alternate(checkouts, args.rounds, lambda checkout: whole_run(checkout, args.script, args.data_dir),
@@ -53,4 +53,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

@@ -13,7 +13,6 @@
 
 Prints a short table last and writes everything to --out/results.json.
 """
-import argparse
 import json
 import os
 import statistics
@@ -23,9 +22,10 @@ import torch
 import cifar10_utils
 import train_convnet_pytorch
 from benchmarks.convnet_step import convnet_training_step
-from benchmarks.timing import seconds_per_call
-from convnet_pytorch import ConvNet
 from benchmarks.model_size import macs_per_image
+from benchmarks.timing import seconds_per_call
+from cli_utils import ArgumentParser, add_data_dir, output_folder, run_cli
+from convnet_pytorch import ConvNet
 from torch_training import start_processes
 
 SEEDS = (0, 1, 2)
@@ -63,9 +63,9 @@ def training_flop_per_image():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
-    parser.add_argument('--out', required=True, help='folder for the records and results.json')
+    parser = ArgumentParser(__doc__)
+    add_data_dir(parser)
+    parser.add_argument('--out', type=output_folder, required=True, help='folder for the records and results.json')
     parser.add_argument('--tiny', action='store_true', help='a few steps of everything: a dry run on a CPU')
     args = parser.parse_args()
     device = start_processes('auto')[0]
@@ -106,4 +106,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 
+from cli_utils import ArgumentParser, add_data_dir, positive_int
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -57,12 +59,35 @@ def run_in_fresh_process(module, *args, cwd=ROOT):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def benchmark_parser(doc, rounds=None):
-    """The flags every benchmark takes: --json (where the result goes), and --rounds if it alternates variants."""
-    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+def writable_file(path):
+    """An argparse type: a file path that can be written (tried now, before the measurement, and left as it was)."""
+    existed = os.path.exists(path)
+    try:
+        with open(path, 'a'):
+            pass
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"cannot write '{path}' ({err.strerror})") from None
+    if not existed:
+        os.remove(path)
+    return path
+
+
+def checkout(path):
+    """An argparse type: another checkout of the project (a folder with the training scripts)."""
+    if not os.path.isfile(os.path.join(path, 'train_mlp_numpy.py')):
+        raise argparse.ArgumentTypeError(f"'{path}' is no checkout of this project (no train_mlp_numpy.py in it)")
+    return path
+
+
+def benchmark_parser(doc, rounds=None, data=True):
+    """The flags every benchmark takes: --json (where the result goes), --rounds if it alternates variants,
+    --data_dir if it reads CIFAR-10; one-line errors."""
+    parser = ArgumentParser(doc)
     if rounds is not None:
-        parser.add_argument('--rounds', type=int, default=rounds, help='rounds of alternating measurements')
-    parser.add_argument('--json', default=None, help='save the result as this JSON file')
+        parser.add_argument('--rounds', type=positive_int, default=rounds, help='rounds of alternating measurements')
+    parser.add_argument('--json', type=writable_file, help='save the result as this JSON file')
+    if data:
+        add_data_dir(parser)
     return parser
 
 

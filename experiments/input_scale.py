@@ -6,20 +6,19 @@ sweep's zca rows and --preset best use it).
 
 Writes docs/results/input_scale.json.
 """
-import argparse
 
 import numpy as np
 
 import cifar10_utils
 import train_mlp_pytorch
-from experiments.records import write_json
+from cli_utils import run_cli
+from experiments.records import experiment_parser, write_json
 
 ZCA_EPS = train_mlp_pytorch.PRESETS['best']['zca_eps']
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
+    parser = experiment_parser(__doc__)
     args = parser.parse_args()
     data = cifar10_utils.get_cifar10(args.data_dir)
     whitened = train_mlp_pytorch.zca_whiten(data, ZCA_EPS)
@@ -31,4 +30,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

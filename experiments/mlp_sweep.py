@@ -11,13 +11,23 @@ settings is skipped, so the sweep resumes where it stopped and can run in parts.
 builds the table of docs/report.md from those records: each row's mean and spread over its seeds, and
 its difference from the row it changes, called an effect only where it exceeds twice its standard error.
 """
-import argparse
 import math
 import os
 
 import cifar10_utils
 import train_mlp_pytorch
-from experiments.records import RESULTS, is_done, load_record, markdown_table, run_once, seed_location, spread
+from cli_utils import SEED_MAX, number, run_cli
+from experiments.records import (
+    RESULTS,
+    comma_separated,
+    experiment_parser,
+    is_done,
+    load_record,
+    markdown_table,
+    run_once,
+    seed_location,
+    spread,
+)
 
 RECORDS = os.path.join(RESULTS, 'mlp_sweep')
 
@@ -155,20 +165,16 @@ def table(rows):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
+    parser = experiment_parser(__doc__)
     parser.add_argument('--group', choices=['single', 'combo', 'all'], default='all')
-    parser.add_argument('--only', default=None, help='comma-separated experiment names')
+    parser.add_argument('--only', type=comma_separated([e[0] for e in EXPERIMENTS]),
+                        help='comma-separated experiment names')
     parser.add_argument('--list', action='store_true', help='list the experiments and whether they are done')
     parser.add_argument('--rerun', action='store_true', help='run even if a matching record exists')
-    parser.add_argument('--seeds', default=','.join(map(str, SEEDS)), help='comma-separated seeds of every row')
+    parser.add_argument('--seeds', type=comma_separated(kind=number(int, lambda n: 0 <= n <= SEED_MAX, 'a seed')),
+                        default=list(SEEDS), help='comma-separated seeds of every row')
     args = parser.parse_args()
-    seeds = [int(seed) for seed in args.seeds.split(',')]
-
-    names = {e[0] for e in EXPERIMENTS}
-    only = set(args.only.split(',')) if args.only else None
-    if only and only - names:
-        parser.error(f"unknown experiments: {', '.join(sorted(only - names))}; see --list")
+    seeds, only = args.seeds, set(args.only) if args.only else None
     todo = [e for e in EXPERIMENTS if (args.group in ('all', e[1])) and (only is None or e[0] in only)]
     if args.list:
         for name, group, _, changes in EXPERIMENTS:
@@ -183,4 +189,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

@@ -6,13 +6,13 @@ LayerNorm, trained at batch sizes 2, 8, 32, 128 and 512 for the same number of e
 Records go to docs/results/norm_batch_size/<norm>_bs<batch>/ (resumable, as the MLP
 sweep); `python make_report.py` builds the table and plot of docs/report.md from them.
 """
-import argparse
 import os
 
 from matplotlib.figure import Figure
 
 import cifar10_utils
-from experiments.records import RESULTS, load_record, markdown_table, run_once
+from cli_utils import run_cli
+from experiments.records import RESULTS, experiment_parser, load_record, markdown_table, run_once
 
 RECORDS = os.path.join(RESULTS, 'norm_batch_size')
 
@@ -79,8 +79,7 @@ def plot(rows, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
+    parser = experiment_parser(__doc__)
     parser.add_argument('--norm', choices=sorted(NORMS), default=None, help='run only this normalization')
     parser.add_argument('--rerun', action='store_true')
     args = parser.parse_args()
@@ -93,4 +92,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

@@ -1,6 +1,7 @@
 """What the experiments, the benchmarks and the report builder share: where the records live,
 reading and writing them, running an experiment into its record folder (resumably), and
 Markdown tables."""
+import argparse
 import json
 import os
 import pathlib
@@ -8,13 +9,13 @@ import pathlib
 import numpy as np
 
 import train_mlp_pytorch
+from cli_utils import ArgumentParser, RunError, add_data_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'docs', 'results')
-DATA_FLAG = '--data_dir ../shared/cifar10/cifar-10-batches-py'  # as the commands in the docs write it
 
 
-class BadRecord(ValueError):
+class BadRecord(RunError):
     """A record that is not strict JSON (truncated, or NaN or Infinity in it); the message names the file."""
 
 
@@ -98,6 +99,28 @@ def run_once(records_dir, name, changes, data, rerun=False, script=train_mlp_pyt
         print(f"{name}: {s['status']}, final {s['final_test_accuracy']:.4f} best {s['best_test_accuracy']:.4f} "
               f"in {s['time_s']:.0f} s", flush=True)
     return record
+
+
+def experiment_parser(doc):
+    """An experiment's command line: one-line errors, --data_dir ($CIFAR10_DIR by default)."""
+    parser = ArgumentParser(doc)
+    add_data_dir(parser)
+    return parser
+
+
+def comma_separated(choices=None, kind=str):
+    """An argparse type: 'a,b' -> ['a', 'b'], each a `kind` (and one of `choices`, if given)."""
+    def parse(text):
+        try:
+            values = [kind(part) for part in text.split(',') if part]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'must be comma-separated {kind.__name__} values, got {text!r}') from None
+        unknown = [value for value in values if choices is not None and value not in choices]
+        if not values or unknown:
+            raise argparse.ArgumentTypeError(f"{'unknown: ' + ', '.join(map(str, unknown)) if unknown else 'empty'};"
+                                             f" choose from {', '.join(map(str, choices or [])) or 'any'}")
+        return values
+    return parse
 
 
 def markdown_table(header, rows):

@@ -7,13 +7,22 @@ seeds (the noise the sweep's differences are judged against, and the spread besi
 Seed 42's record is the headline one (docs/results/<run>/, as the README's command writes it), the other
 seeds' go to docs/results/seeds/<run>/seed_<seed>/; a run whose record exists with its settings is skipped.
 """
-import argparse
 
 import cifar10_utils
 import train_convnet_pytorch
 import train_mlp_numpy
 import train_mlp_pytorch
-from experiments.records import has_ended, load_record, markdown_table, run_once, seed_location, spread
+from cli_utils import run_cli
+from experiments.records import (
+    comma_separated,
+    experiment_parser,
+    has_ended,
+    load_record,
+    markdown_table,
+    run_once,
+    seed_location,
+    spread,
+)
 
 # headline run: (what it is, its script, its settings, the seeds)
 STUDIES = {
@@ -50,13 +59,13 @@ def table(rows):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
-    parser.add_argument('--only', default=','.join(STUDIES), help='comma-separated headline runs')
+    parser = experiment_parser(__doc__)
+    parser.add_argument('--only', type=comma_separated(STUDIES), default=list(STUDIES),
+                        help='comma-separated headline runs')
     parser.add_argument('--rerun', action='store_true', help='run even if a matching record exists')
     args = parser.parse_args()
     data = cifar10_utils.get_cifar10(args.data_dir)
-    for run in args.only.split(','):
+    for run in args.only:
         _, script, settings, seeds = STUDIES[run]
         for seed in seeds:
             run_once(*seed_location(run, seed), dict(settings, seed=seed), data, args.rerun, script=script)
@@ -65,4 +74,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

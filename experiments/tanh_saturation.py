@@ -11,7 +11,6 @@ where tanh'(x) = 1 - tanh(x)^2 < 0.071 (both sides are flat for Tanh), the share
 x < -2, where ELU'(x) = e^x < 0.135 (ELU is flat on its negative side only), and the
 median |x|. Writes docs/results/tanh_saturation.json.
 """
-import argparse
 import os
 import tempfile
 
@@ -20,7 +19,8 @@ from matplotlib.figure import Figure
 
 import cifar10_utils
 import train_mlp_pytorch
-from experiments.records import RESULTS, load_record, write_json
+from cli_utils import run_cli
+from experiments.records import RESULTS, experiment_parser, load_record, write_json
 from mlp_pytorch import MLP
 from run_records import draw_curves
 
@@ -57,8 +57,7 @@ def plot_curves_side_by_side(path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
+    parser = experiment_parser(__doc__)
     args = parser.parse_args()
     data = cifar10_utils.get_cifar10(args.data_dir)
     result = {}
@@ -79,4 +78,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

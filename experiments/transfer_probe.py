@@ -8,14 +8,13 @@ against the same network with random weights.
 
 Writes docs/results/transfer_probe.json.
 """
-import argparse
 
-import numpy as np
 import torch
 
 import cifar10_utils
+from cli_utils import run_cli
 from efficientnet_lite0 import NORMALIZATION, EfficientNetLite0, load_weights
-from experiments.records import write_json
+from experiments.records import experiment_parser, write_json
 
 N_TRAIN, N_TEST, SIZE = 2000, 1000, 128
 L2 = 1e-3  # the probe's weight penalty on standardised features
@@ -72,8 +71,7 @@ def fixed_subset(data_dir, n_train=N_TRAIN, n_test=N_TEST):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('--data_dir', default=cifar10_utils.CIFAR10_FOLDER)
+    parser = experiment_parser(__doc__)
     args = parser.parse_args()
     subset = fixed_subset(args.data_dir)
     rows = []
@@ -89,4 +87,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(run_cli(main))

@@ -10,11 +10,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import N_TEST, N_TRAIN_PER_BATCH, ROOT, make_archive, write_fake_cifar
 
 import cifar10_download
 import cifar10_utils
 from cifar10_utils import CIFAR10Error
-from conftest import N_TEST, N_TRAIN_PER_BATCH, ROOT, make_archive, write_fake_cifar
 
 N_TRAIN = 5 * N_TRAIN_PER_BATCH
 
@@ -188,7 +188,7 @@ def test_checksum_mismatch_leaves_nothing(tmp_path, archive):
     data_dir = tmp_path / 'data' / 'cifar-10-batches-py'
     with pytest.raises(CIFAR10Error, match='checksum mismatch'):
         cifar10_download.maybe_download(str(data_dir), url='file://' + archive, md5='0' * 32)
-    assert os.listdir(tmp_path / 'data') == []
+    assert not (tmp_path / 'data').exists()  # the folders made for the download went again
 
 
 def test_offline_download_error(tmp_path, monkeypatch):
@@ -196,7 +196,7 @@ def test_offline_download_error(tmp_path, monkeypatch):
     data_dir = tmp_path / 'data' / 'cifar-10-batches-py'
     with pytest.raises(CIFAR10Error, match=f"cannot download CIFAR-10 from http://127.0.0.1:9/.*so that '{data_dir}' holds"):
         cifar10_utils.get_cifar10(str(data_dir))
-    assert os.listdir(tmp_path / 'data') == []
+    assert not (tmp_path / 'data').exists()  # the folders made for the download went again
 
 
 def serve_once(handler_body):
@@ -230,7 +230,7 @@ def test_a_connection_closed_early_is_reported_as_such(tmp_path, archive):
             cifar10_download.maybe_download(str(data_dir), url=url, md5=md5_of(archive))
     finally:
         server.shutdown()
-    assert os.listdir(tmp_path / 'data') == []
+    assert not (tmp_path / 'data').exists()  # the folders made for the download went again
 
 
 def test_a_mirror_with_its_own_checksum(tmp_path, archive, monkeypatch):
@@ -262,7 +262,7 @@ def test_ctrl_c_during_a_download_leaves_no_file(tmp_path, monkeypatch):
     data_dir = tmp_path / 'data' / 'cifar-10-batches-py'
     with pytest.raises(KeyboardInterrupt):
         cifar10_download.maybe_download(str(data_dir), url='http://example.invalid/a.tar.gz', md5='0' * 32)
-    assert os.listdir(tmp_path / 'data') == []
+    assert not (tmp_path / 'data').exists()  # the folders made for the download went again
 
 
 def test_unsafe_archive_member_is_refused(tmp_path):
@@ -316,8 +316,8 @@ def test_a_data_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch)
         raise OSError(errno.EROFS, 'Read-only file system', path)
     monkeypatch.setattr(cifar10_download, 'open', read_only, raising=False)  # as a read-only disk answers
     monkeypatch.setenv('CIFAR10_URL', 'file:///no/such/archive.tar.gz')
-    with pytest.raises(CIFAR10Error, match=f"cannot write into '{tmp_path}' \\(Read-only file system\\); free some "
-                                           'space or make it writable'):
+    with pytest.raises(CIFAR10Error, match=f"cannot write into '{tmp_path}' \\(Read-only file system\\); make it "
+                                           'writable, or pass another --data_dir'):
         cifar10_download.maybe_download(str(tmp_path / 'cifar-10-batches-py'))
     assert os.listdir(tmp_path) == []
 
@@ -330,3 +330,28 @@ def test_a_disk_error_while_extracting_keeps_the_good_archive(tmp_path, archive,
         cifar10_download.maybe_download(str(data_dir), url='file://' + archive, md5=md5_of(archive))
     assert 'delete' not in str(refused.value)  # the archive is good: nothing tells the user to delete it
     assert os.listdir(tmp_path / 'data') == [cifar10_download.ARCHIVE_NAME]
+
+
+def test_a_data_folder_that_is_a_mount_point_is_filled(tmp_path, archive, monkeypatch):
+    """Files cannot move across file systems (EXDEV): extraction stages inside the data folder itself."""
+    data_dir = tmp_path / 'mnt' / 'cifar-10-batches-py'
+    data_dir.mkdir(parents=True)  # as an empty file system mounted there
+    replace = os.replace
+
+    def one_file_system(src, dst):
+        if not str(src).startswith(str(data_dir) + os.sep):
+            raise OSError(errno.EXDEV, 'Invalid cross-device link')
+        replace(src, dst)
+    monkeypatch.setattr(cifar10_download.os, 'replace', one_file_system)
+    (data_dir / '.cifar10-extract-killed').mkdir()  # what an extraction killed by SIGKILL left
+    cifar10_download.extract_archive(archive, str(data_dir))
+    assert sorted(os.listdir(data_dir)) == sorted(cifar10_utils.BATCH_FILES + ('batches.meta',))
+
+
+def test_a_data_folder_under_a_link_loop_is_refused_before_any_download(tmp_path, monkeypatch):
+    os.symlink(tmp_path / 'loopA', tmp_path / 'loopB')
+    os.symlink(tmp_path / 'loopB', tmp_path / 'loopA')
+    monkeypatch.setattr(cifar10_download, 'download_file', lambda *args: pytest.fail('downloaded first'))
+    with pytest.raises(CIFAR10Error, match="--data_dir '.*loopA/sub' lies under '.*loopA', which is a file or a "
+                                           'link to no folder'):
+        cifar10_download.maybe_download(str(tmp_path / 'loopA' / 'sub'))

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import OFFLINE, PNG_SIGNATURE, ROOT, assert_one_line_error, read_record, run_main, run_script
+
 from run_records import RunRecord
 
 # each script with the flags of a run short enough for a test: (flags, evaluation steps it records)

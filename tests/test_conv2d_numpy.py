@@ -2,11 +2,11 @@
 for Y21, dL/dK11 and dL/dX12 (3x3 input, 2x2 kernel, stride 1, no padding)."""
 import numpy as np
 import pytest
+from conftest import REL_TOL
 
-from modules import Conv2dModule
 from gradient_check import numerical_gradient
 from gradient_check import relative_error as rel_error
-from conftest import REL_TOL
+from modules import Conv2dModule
 
 
 @pytest.mark.parametrize('shape, kernel', [((2, 3, 5, 6), (2, 3)), ((1, 1, 3, 3), (2, 2)), ((3, 2, 4, 4), (1, 1))])

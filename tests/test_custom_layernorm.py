@@ -3,8 +3,7 @@ with each other, input checks, unneeded gradients and saved bytes."""
 import pytest
 import torch
 
-from custom_layernorm import (CustomLayerNormAutograd, CustomLayerNormManualFunction,
-                              CustomLayerNormManualModule)
+from custom_layernorm import CustomLayerNormAutograd, CustomLayerNormManualFunction, CustomLayerNormManualModule
 
 SHAPES = [(1, 2), (3, 5), (8, 16), (32, 7)]
 

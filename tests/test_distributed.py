@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT, assert_one_line_error
 
 MLP_FLAGS = ['--device', 'cpu', '--max_steps', '200', '--eval_freq', '100', '--batch_size', '20', '--quiet']

@@ -84,6 +84,7 @@ def test_every_experiment_name_is_unique_and_has_a_reason():
 def test_tanh_saturation_measures_the_first_hidden_layer():
     import numpy as np
     import torch
+
     from mlp_pytorch import MLP
     model = MLP(12, [5, 4], 3, 'tanh')
     images = np.random.default_rng(0).normal(size=(7, 3, 2, 2)).astype(np.float32)  # flattened to 12 inputs

@@ -2,8 +2,8 @@
 the NumPy modules and MLP."""
 import numpy as np
 import pytest
-
 from conftest import REL_TOL
+
 from gradient_check import numerical_gradient
 from gradient_check import relative_error as rel_error
 from mlp_numpy import MLP

@@ -5,10 +5,9 @@ import re
 
 import nbformat
 import pytest
+from conftest import ROOT
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-
-from conftest import ROOT
 
 NOTEBOOK = os.path.join(ROOT, 'notebooks', 'tour.ipynb')
 

@@ -7,8 +7,20 @@ import re
 import shutil
 
 import pytest
+from conftest import assert_one_line_error
 
 import make_report
+from cli_utils import RunError, run_cli
+
+
+def make_report_cli(args, monkeypatch, capsys):
+    """`python make_report.py ARGS` in this process: (exit status, stderr)."""
+    monkeypatch.setattr('sys.argv', ['make_report.py', *args])
+    try:
+        code = run_cli(lambda: make_report.main(args))
+    except SystemExit as exit_info:  # argparse exits by itself
+        code = exit_info.code
+    return code, capsys.readouterr().err
 
 QUESTIONS = ['1.1 a)', '1.1 b)', '1.1 c)', '1.1 d)', '1.2', '2.1', '2.2', '3.1', '3.2 a)', '3.2 b)', '3.2 c)',
              '3.2 d)', '4 a)', '4 b)']
@@ -25,7 +37,7 @@ def test_check_fails_when_a_generated_file_is_stale(tmp_path, monkeypatch, capsy
     assert 'match the records' in capsys.readouterr().out
     readme = tmp_path / 'README.md'
     readme.write_text(readme.read_text().replace('| what | result | command |', '| what | result (edited) | command |'))
-    with pytest.raises(SystemExit, match='README.md differs from what the records give'):
+    with pytest.raises(RunError, match='README.md differs from what the records give'):
         make_report.main(['--check'])
 
 
@@ -80,7 +92,7 @@ def test_docs_and_readme_hold_no_machines_absolute_path():
 @pytest.mark.parametrize('content, fragment', [
     ('{"summary": {"final_test_accuracy": 0.5', "record 'docs/results/mlp_numpy_default/history.json' is not valid JSON"),
     ('{"summary": {"final_test_accuracy": NaN}}', "record 'docs/results/mlp_numpy_default/history.json' holds NaN")])
-def test_a_truncated_or_non_finite_record_is_named_in_one_line(content, fragment, tmp_path, monkeypatch):
+def test_a_truncated_or_non_finite_record_is_named_in_one_line(content, fragment, tmp_path, monkeypatch, capsys):
     from experiments import records
     results = tmp_path / 'docs' / 'results'
     shutil.copytree(make_report.RESULTS, results)
@@ -89,10 +101,10 @@ def test_a_truncated_or_non_finite_record_is_named_in_one_line(content, fragment
         monkeypatch.setattr(module, 'RESULTS', str(results))
     monkeypatch.setattr(records, 'ROOT', str(tmp_path))
     make_report.derived.cache_clear()
-    with pytest.raises(SystemExit) as stopped:
-        make_report.main(['--check'])
+    code, stderr = make_report_cli(['--check'], monkeypatch, capsys)
     make_report.derived.cache_clear()
-    assert str(stopped.value).startswith(f'make_report.py: error: {fragment}') and '\n' not in str(stopped.value)
+    assert code == 1
+    assert_one_line_error(stderr, f'make_report.py: error: {fragment}')
 
 
 def test_readme_commands_write_into_runs_never_over_the_committed_records():
@@ -109,11 +121,15 @@ TOOLS = ('pandoc', 'latexmk', 'pdflatex', 'pdftotext')
 def test_the_pdf_holds_every_question_and_every_figure_caption(tmp_path, monkeypatch):
     import subprocess
     monkeypatch.setattr(make_report, 'PDF', str(tmp_path / 'report.pdf'))
-    make_report.build_pdf()
+    make_report.build_pdf('Ada Lovelace')
+    first = (tmp_path / 'report.pdf').read_bytes()
+    make_report.build_pdf('Ada Lovelace')
+    assert (tmp_path / 'report.pdf').read_bytes() == first  # reproducible: the same sources, the same bytes
     text = ' '.join(subprocess.run(['pdftotext', str(tmp_path / 'report.pdf'), '-'], capture_output=True, text=True,
                                    check=True).stdout.split())
     for question in QUESTIONS:
         assert f'Question {question}' in text, question
+    assert 'Ada Lovelace' in text[:2000]  # the author line under the title
     captions = re.findall(r'\{\{(?:figure:[^|]+\|[^|]+|image:[^|]+)\|([^}]+)\}\}',
                           pathlib.Path(make_report.TEMPLATE).read_text())
     assert len(captions) >= 7
@@ -124,10 +140,10 @@ def test_the_pdf_holds_every_question_and_every_figure_caption(tmp_path, monkeyp
 def test_the_submission_zip_holds_the_pdf_and_every_tracked_file(tmp_path, monkeypatch):
     import subprocess
     import zipfile
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(make_report, 'DIST', str(tmp_path / 'dist'))
     name = make_report.build_zip('Doe')
-    assert name == 'Doe_assignment1.zip'
-    with zipfile.ZipFile(tmp_path / name) as archive:
+    assert name.endswith('Doe_assignment1.zip')
+    with zipfile.ZipFile(tmp_path / 'dist' / 'Doe_assignment1.zip') as archive:
         names = set(archive.namelist())
         assert archive.testzip() is None
     tracked = set(subprocess.run(['git', 'ls-files'], cwd=make_report.ROOT, capture_output=True, text=True,
@@ -135,12 +151,78 @@ def test_the_submission_zip_holds_the_pdf_and_every_tracked_file(tmp_path, monke
     assert names == tracked | {'docs/report.pdf'}
     assert {'train_mlp_numpy.py', 'modules.py', 'convnet_pytorch.py', 'README.md', 'docs/report.md'} <= names
     assert not [n for n in names if n.startswith(('runs/', 'cifar10/')) or n.endswith(('.pt', '.npz', '.tar.gz'))]
+    assert os.listdir(tmp_path / 'dist') == ['Doe_assignment1.zip']  # no temporary file left
+    ignored = subprocess.run(['git', 'check-ignore', '-q', 'dist/Doe_assignment1.zip'], cwd=make_report.ROOT)
+    assert ignored.returncode == 0  # where the ZIP lands, git does not look
 
 
 def test_the_zip_is_refused_in_one_line_without_the_pdf(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(make_report, 'DIST', str(tmp_path / 'dist'))
     monkeypatch.setattr(make_report, 'PDF', str(tmp_path / 'report.pdf'))  # not built
-    with pytest.raises(SystemExit) as stopped:
-        make_report.main(['--zip', 'Doe'])
-    assert 'is missing: run python make_report.py --pdf first' in str(stopped.value.code)
-    assert not (tmp_path / 'Doe_assignment1.zip').exists()
+    code, stderr = make_report_cli(['--zip', 'Doe'], monkeypatch, capsys)
+    assert code == 1
+    assert_one_line_error(stderr, 'is missing: run python make_report.py --pdf first')
+    assert not (tmp_path / 'dist').exists()
+
+
+@pytest.mark.parametrize('name', ['../evil', 'a/b', 'x' * 65, '', 'Doe\nRoe', 'Doe Roe', '\u00b2', '*'])
+def test_a_zip_name_that_is_no_last_name_is_refused_in_one_line(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(make_report, 'DIST', str(tmp_path / 'dist'))
+    code, stderr = make_report_cli(['--zip', name], monkeypatch, capsys)
+    assert code == 2
+    assert_one_line_error(stderr, 'argument --zip: must be a last name of 1 to 64 letters')
+    assert not (tmp_path / 'dist').exists()
+
+
+@pytest.mark.parametrize('name', ['Doe', 'M\u00fcller', "O'Brien", 'Jos\u00e9-Mar\u00eda', '\u674e', 'Smith_2'])
+def test_last_names_of_any_script_are_accepted(name):
+    assert make_report.last_name(name) == name
+
+
+def test_zip_without_a_name_takes_the_last_word_of_the_author(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(make_report, 'DIST', str(tmp_path / 'dist'))
+    written = []
+    monkeypatch.setattr(make_report, 'build_zip', lambda lastname: written.append(lastname) or lastname)
+    assert make_report_cli(['--zip', '--name', 'Ada King Lovelace'], monkeypatch, capsys)[0] == 0
+    assert written == ['Lovelace']
+    code, stderr = make_report_cli(['--zip'], monkeypatch, capsys)
+    assert code == 2 and '--zip needs a LASTNAME' in stderr
+
+
+def test_a_full_disk_leaves_no_zip_and_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+    import zipfile
+    monkeypatch.setattr(make_report, 'DIST', str(tmp_path / 'dist'))
+    written = []
+
+    def full(self, filename, arcname=None, *args, **kwargs):
+        written.append(arcname)
+        if len(written) == 5:
+            raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(zipfile.ZipFile, 'write', full)
+    code, stderr = make_report_cli(['--zip', 'Doe'], monkeypatch, capsys)
+    assert code == 1
+    assert_one_line_error(stderr, "cannot write '", "Doe_assignment1.zip' (No space left on device); free some space")
+    assert os.listdir(tmp_path / 'dist') == []  # neither the ZIP nor its temporary file
+
+
+def test_pdf_without_its_tools_is_refused_before_anything_is_written(monkeypatch, capsys):
+    monkeypatch.setattr(shutil, 'which', lambda tool: None if tool == 'latexmk' else f'/usr/bin/{tool}')
+    monkeypatch.setattr(make_report, 'write_whole', lambda *args: pytest.fail('wrote a file'))
+    code, stderr = make_report_cli(['--pdf'], monkeypatch, capsys)
+    assert code == 1
+    assert_one_line_error(stderr, '--pdf needs latexmk, not found on PATH', 'apt-get install')
+
+
+def test_a_read_only_checkout_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    def read_only(self, data):
+        raise OSError(errno.EROFS, 'Read-only file system')
+    monkeypatch.setattr(pathlib.Path, 'write_bytes', read_only)
+    monkeypatch.setattr(make_report, 'REPORT', str(tmp_path / 'report.md'))
+    monkeypatch.setattr(make_report, 'render', lambda *args, **kwargs: 'text')
+    code, stderr = make_report_cli([], monkeypatch, capsys)
+    assert code == 1
+    assert_one_line_error(stderr, f"cannot write '{tmp_path / 'report.md'}' (Read-only file system); make it writable")
+    assert os.listdir(tmp_path) == []

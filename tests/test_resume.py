@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, assert_one_line_error, read_record, run_main, run_script, write_fake_cifar
 
 TIMING = ('time_s', 'eval_time_s', 'train_images_per_s')

@@ -7,10 +7,10 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, fake_batch, run_script
 
 import cifar10_utils
 from cifar10_utils import CIFAR10Error
-from conftest import assert_one_line_error, fake_batch, run_script
 
 
 class RunsACommand:

@@ -2,7 +2,6 @@
 (evaluations, divergence, Ctrl-C, failures, strict JSON, whole files, the output folder)."""
 import json
 import math
-import pathlib
 
 import numpy as np
 import pytest
@@ -172,6 +171,7 @@ def test_the_saved_record_is_compact_strict_json_that_loses_nothing(tmp_path):
 def test_a_record_the_disk_refuses_never_claims_completion(tmp_path, monkeypatch):
     import errno
     import os
+
     import run_records
     replace = os.replace
 

@@ -6,10 +6,10 @@ import os
 
 import pytest
 import torch
+from conftest import OFFLINE, assert_one_line_error, read_record, run_script
 
 import train_transfer
-from conftest import OFFLINE, assert_one_line_error, read_record, run_script
-from efficientnet_lite0 import (WEIGHTS_SHA256, Conv2dSame, EfficientNetLite0, WeightsError, load_weights)
+from efficientnet_lite0 import WEIGHTS_SHA256, Conv2dSame, EfficientNetLite0, WeightsError, load_weights
 
 
 def test_tf_same_padding_puts_the_odd_pixel_right_and_bottom():
@@ -109,8 +109,8 @@ def test_the_pretrained_features_know_cifar10(real_cifar_dir):
     """A linear probe on 1000 training and 500 test images at 64 px: ImageNet features far above random ones."""
     from experiments.transfer_probe import fixed_subset, probe
     subset = fixed_subset(real_cifar_dir, n_train=1000, n_test=500)
-    pretrained = probe(subset, 'imagenet', same_padding=True, normalization='imagenet', size=64)
-    random = probe(subset, 'none', same_padding=True, normalization='imagenet', size=64)
+    pretrained = probe(subset, 'imagenet', same_padding=True, normalization='tf', size=64)
+    random = probe(subset, 'none', same_padding=True, normalization='tf', size=64)
     assert pretrained > random + 0.2, (pretrained, random)
 
 
