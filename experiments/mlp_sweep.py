@@ -14,6 +14,8 @@ its difference from the row it changes, called an effect only where it exceeds t
 import math
 import os
 
+from scipy import stats
+
 import cifar10_utils
 import train_mlp_pytorch
 from cli_utils import SEED_MAX, number, run_cli
@@ -36,6 +38,7 @@ LONG = dict(batch_size=256, eval_freq=1000)  # the combinations train for epochs
 RECIPE = dict(optimizer='adamw', weight_decay=0.05, dropout=0.1, init='kaiming', norm='batchnorm', activation='gelu',
               augment=True, scheduler='onecycle', label_smoothing=0.1)
 SEEDS = (42, 43, 44)
+ALPHA = 0.05  # an effect: a difference that no-effect rows show by chance in 5% of cases (Welch's t-test)
 # The last row is the README's `train_mlp_pytorch.py --preset best` run, recorded once where that command writes it
 # (seed 42), its other seeds with the seed study's (experiments/records.py, seed_location).
 ELSEWHERE = {'best': 'mlp_pytorch_best'}
@@ -114,11 +117,12 @@ def collect_rows():
         records = [record for seed in SEEDS if (record := load_record(*location(name, seed))) is not None]
         if not records:
             continue
-        statuses = {record['summary']['status'] for record in records}
+        diverged = sum(r['summary']['status'] == 'diverged' for r in records)
         rows.append(dict(name=name, group=group, change=change, settings=describe(changes),
-                         accuracies=[r['summary']['final_test_accuracy'] for r in records
-                                     if r['summary']['final_test_accuracy'] is not None],
-                         seeds=[r['config']['seed'] for r in records], status='/'.join(sorted(statuses)),
+                         accuracies=[r['summary']['final_test_accuracy'] for r in records  # a diverged run has none
+                                     if r['summary']['status'] == 'completed'],
+                         seeds=[r['config']['seed'] for r in records],
+                         status=f'diverged ({diverged}/{len(records)})' if diverged else 'completed',
                          base=BASES.get(name, base) if group == 'combo' else ('default' if name != 'default' else None)))
         if name == 'default' or group == 'combo':
             base = name
@@ -126,12 +130,18 @@ def collect_rows():
 
 
 def effect(row, base):
-    """(difference of the means, its standard error, whether it is an effect: larger than twice the error)."""
+    """(difference of the means, its standard error, Welch's two-sided p-value) of a row against its base row,
+    the p-value from the t distribution with Welch's degrees of freedom (2 to 4 for 3 seeds a side); an effect
+    is p < ALPHA. (None, None) in place of the last two when either row has a single seed."""
     (mean, std), (base_mean, base_std) = spread(row['accuracies']), spread(base['accuracies'])
     if std is None or base_std is None:
         return mean - base_mean, None, None
-    error = math.sqrt(std ** 2 / len(row['accuracies']) + base_std ** 2 / len(base['accuracies']))
-    return mean - base_mean, error, abs(mean - base_mean) > 2 * error
+    a, b = std ** 2 / len(row['accuracies']), base_std ** 2 / len(base['accuracies'])
+    error = math.sqrt(a + b)
+    if error == 0:  # every seed of both rows alike (e.g. all at chance)
+        return mean - base_mean, error, 0.0 if mean != base_mean else 1.0
+    df = (a + b) ** 2 / (a ** 2 / (len(row['accuracies']) - 1) + b ** 2 / (len(base['accuracies']) - 1))
+    return mean - base_mean, error, float(2 * stats.t.sf(abs(mean - base_mean) / error, df))
 
 
 def effect_over_base(row, by_name):
@@ -155,9 +165,9 @@ def table(rows):
         delta = verdict = ''
         judged = effect_over_base(r, by_name)
         if judged:
-            difference, error, real = judged
+            difference, error, p = judged
             delta = f"{difference:+.4f} vs {r['base']}"
-            verdict = '' if real is None else ('effect' if real else 'within noise') + f' (2 SE = {2 * error:.4f})'
+            verdict = '' if p is None else f"{'effect' if p < ALPHA else 'within noise'} ({'p < 0.01' if p < 0.005 else f'p = {p:.2f}'})"
         folder = os.path.relpath(os.path.join(*location(r['name'])), os.path.dirname(RESULTS))
         cells.append([f"[{r['name']}]({folder}/history.json)", r['change'], final + status, delta, verdict])
     return markdown_table(['experiment (seed 42\'s record)', 'change', 'final test acc, mean ± std (seeds)', 'Δ mean',

@@ -37,9 +37,9 @@ def test_sweep_table_gives_each_row_its_mean_and_judges_its_difference_against_t
     assert len(lines) == 6
     assert '| 0.5000 ± 0.0100 (3) |' in lines[2]
     assert lines[3].endswith('| lr | — (diverged) |  |  |')
-    # +0.005 against a standard error of sqrt(0.01^2/3 + 0.01^2/3) = 0.0082: within noise
-    assert lines[4].endswith('| +0.0050 vs default | within noise (2 SE = 0.0163) |')
-    assert lines[5].endswith('| +0.0500 vs default | effect (2 SE = 0.0163) |')
+    # +0.005 against a standard error of sqrt(0.01^2/3 + 0.01^2/3) = 0.0082: t = 0.61 with 4 degrees of freedom
+    assert lines[4].endswith('| +0.0050 vs default | within noise (p = 0.57) |')
+    assert lines[5].endswith('| +0.0500 vs default | effect (p < 0.01) |')  # t = 6.1
     assert lines[5].startswith('| [combo_a](results/mlp_sweep/combo_a/history.json) |')
 
 
@@ -110,3 +110,14 @@ def test_settings_become_the_flags_a_script_takes():
     args = train_convnet_pytorch.parse_args(as_flags(dict(train_convnet_pytorch.PRESETS['cpu'], seed=43)))
     preset = train_convnet_pytorch.parse_args(['--preset', 'cpu', '--seed', '43'])
     assert vars(args) == {**vars(preset), 'preset': None}  # a preset's flags typed out are the preset
+
+
+def test_a_diverged_seed_has_no_accuracy_and_its_row_says_so(monkeypatch):
+    def record(name, seed):
+        diverged = name.startswith('momentum') and not name.endswith('seed_44')
+        return {'summary': dict(final_test_accuracy=0.3 if diverged else 0.5, best_test_accuracy=0.5, steps=1,
+                                time_s=1.0, status='diverged' if diverged else 'completed'), 'config': {'seed': seed}}
+    monkeypatch.setattr(mlp_sweep, 'load_record', lambda folder, name: record(name, int(name[-2:]) if
+                                                                               'seed_' in name else 42))
+    row = next(row for row in mlp_sweep.collect_rows() if row['name'] == 'momentum')
+    assert row['status'] == 'diverged (2/3)' and row['accuracies'] == [0.5]  # the last evaluation of a diverged run
