@@ -56,7 +56,8 @@ def hidden_units(text):
 def output_folder(path):
     """A folder a run can create and write, checked before any folder is made."""
     if not path or len(path) > 4000 or any(len(part.encode()) > 255 for part in path.split(os.sep)):
-        raise argparse.ArgumentTypeError(f'must be a folder path of names up to 255 bytes, got {path[:60]!r}...')
+        raise argparse.ArgumentTypeError(f'must be a folder path of at most 4000 characters, names of at most 255 bytes, '
+                                         f'got {len(path)} characters: {path[:40]!r}...')
     existing = path
     while not os.path.lexists(existing):
         existing = os.path.dirname(existing.rstrip(os.sep)) or '.'

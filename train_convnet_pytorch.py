@@ -59,10 +59,10 @@ def train(args, data=None):
         np.random.seed(args.seed)
         torch.manual_seed(args.seed + rank)  # under torchrun DDP gives every process rank 0's first weights
         torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN may pick its fastest kernels
-        model = ConvNet(N_CHANNELS, N_CLASSES, args.arch).to(device, memory_format=layout)
         cifar10 = data if data is not None else cifar10_utils.get_cifar10(args.data_dir)
         train_x, train_y = to_tensors(cifar10.train, device, layout)
         test_x, test_y = to_tensors(cifar10.test, device, layout)
+        model = ConvNet(N_CHANNELS, N_CLASSES, args.arch).to(device, memory_format=layout)
         max_steps = args.max_steps or math.ceil(args.epochs * len(train_y) / args.batch_size)
         optimizer, scheduler, ema = make_optimizer(args, model, max_steps)
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)

@@ -61,10 +61,11 @@ def train(args, data=None):
     `data`: already loaded get_cifar10() splits (else loaded from --data_dir)."""
     with RunRecord(args, 'mlp_numpy', CHECKPOINT) as run:  # creates and locks --output_dir
         np.random.seed(args.seed)  # as the skeleton: the weights and the batch order follow from it
+        cifar10 = data if data is not None else cifar10_utils.get_cifar10(args.data_dir)
+        # after the data, as the skeleton: built before them, the weights ran measurably slower on this CPU
         model = MLP(cifar10_utils.IMAGE_SIZE, args.dnn_hidden_units, cifar10_utils.N_CLASSES, dtype=DTYPE,
                     input_grad=False)
         loss_module = CrossEntropyModule()
-        cifar10 = data if data is not None else cifar10_utils.get_cifar10(args.data_dir)
         if args.batch_size > cifar10.train.num_examples:
             raise RunError(f'--batch_size {args.batch_size} is larger than the {cifar10.train.num_examples} '
                            'training images')

@@ -78,8 +78,6 @@ def train(args, data=None):
                    device=str(device), world_size=world_size, eval_batch_size=EVAL_BATCH_SIZE) as run:
         np.random.seed(args.seed)
         torch.manual_seed(args.seed + rank)  # under torchrun DDP gives every process rank 0's first weights
-        model = MLP(N_INPUTS, args.dnn_hidden_units, N_CLASSES, activation=args.activation, norm=args.norm,
-                    dropout=args.dropout, init=args.init).to(device)
         cifar10 = data if data is not None else cifar10_utils.get_cifar10(args.data_dir)
         if args.zca_eps is not None:
             start = time.perf_counter()
@@ -87,6 +85,8 @@ def train(args, data=None):
             run.config['preprocess_s'] = round(time.perf_counter() - start, 2)  # not part of the run's time_s
         train_x, train_y = to_tensors(cifar10.train, device)
         test_x, test_y = to_tensors(cifar10.test, device)
+        model = MLP(N_INPUTS, args.dnn_hidden_units, N_CLASSES, activation=args.activation, norm=args.norm,
+                    dropout=args.dropout, init=args.init).to(device)  # after the data (see train_mlp_numpy.py)
         max_steps = args.max_steps or math.ceil(args.epochs * len(train_y) / args.batch_size)
         optimizer, scheduler, ema = make_optimizer(args, model, max_steps)
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)

@@ -102,7 +102,7 @@ def test_cifar10_dir_is_the_default_data_dir(monkeypatch):
     ('train_mlp_numpy', '--dnn_hidden_units', '\u00b2', 'must be comma-separated positive integers'),  # not a digit here
     ('train_mlp_numpy', '--seed', str(2 ** 32), 'argument --seed: must be an integer in 0..4294967295'),
     ('train_mlp_numpy', '--seed', '-3', 'argument --seed: must be an integer in 0..4294967295'),
-    ('train_mlp_numpy', '--output_dir', 'x' * 300, 'argument --output_dir: must be a folder path'),
+    ('train_mlp_numpy', '--output_dir', 'x' * 300, 'argument --output_dir: must be a folder path of at most 4000 characters'),
     ('train_mlp_pytorch', '--optimizer', 'lbfgs', 'argument --optimizer: invalid choice'),
     ('train_mlp_pytorch', '--dropout', '1.5', 'argument --dropout: must be in [0, 1)'),
     ('train_mlp_pytorch', '--label_smoothing', '1', 'argument --label_smoothing: must be in [0, 1)'),
