@@ -106,7 +106,7 @@ def download_file(url, path, md5, data_dir):
     partial = f'{path}.{os.getpid()}.part'  # this process's own: another run's download never mixes with it
     digest, received, total = hashlib.md5(), 0, None
     by_hand = (f"download {url} by hand and extract it so that '{data_dir}' holds the batch files, or point "
-               '--data_dir (data_dir= from Python) at a copy you have')
+               '--data_dir (or $CIFAR10_DIR) at a copy you have')
     try:
         with open(partial, 'wb') as out, urllib.request.urlopen(url, timeout=60) as response:  # a disk first
             total = int(response.headers.get('Content-Length') or 0) or None

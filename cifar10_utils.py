@@ -151,7 +151,7 @@ def _check_folder(cifar10_folder):
     if not os.path.isdir(cifar10_folder):
         raise CIFAR10Error(f"'{cifar10_folder}' is {'a file' if os.path.exists(cifar10_folder) else 'missing'}, not a "
                            'folder with the CIFAR-10 batch files; pass the cifar-10-batches-py folder as --data_dir '
-                           '(data_dir= from Python)')
+                           '(or $CIFAR10_DIR)')
 
 
 def data_source(folder, md5s):

@@ -4,11 +4,9 @@ LayerNorm, trained at batch sizes 2, 8, 32, 128 and 512 for the same number of e
     python -m experiments.norm_batch_size --data_dir ../shared/cifar10/cifar-10-batches-py
 
 Records go to docs/results/norm_batch_size/<norm>_bs<batch>/ (resumable, as the MLP
-sweep); `python make_report.py` builds the table and plot of docs/report.md from them.
+sweep); `python make_report.py` builds the table of docs/report.md from them.
 """
 import os
-
-from matplotlib.figure import Figure
 
 import cifar10_utils
 from cli_utils import run_cli
@@ -17,7 +15,7 @@ from experiments.records import RESULTS, experiment_parser, load_record, markdow
 RECORDS = os.path.join(RESULTS, 'norm_batch_size')
 
 BATCH_SIZES = [2, 8, 32, 128, 512]
-NORMS = {'batchnorm': 'BatchNorm', 'custom_layernorm': 'LayerNorm (CustomLayerNormManualModule)'}
+NORMS = {'batchnorm': 'BatchNorm', 'custom_layernorm': 'LayerNorm (ours)'}
 EPOCHS = 3
 # the same MLP and optimiser for every cell; only the normalization and the batch size change
 BASE = dict(dnn_hidden_units=[512, 512], activation='relu', init='kaiming', optimizer='adam', learning_rate=1e-3)
@@ -60,22 +58,6 @@ def table(rows):
             cells.append([batch_size, next(iter(found.values()))['steps'], *accs, *times])
     return markdown_table(['batch size', 'steps', *(f'{label}: final / best test acc' for label in NORMS.values()),
                            *(f'{label}: time (s)' for label in NORMS.values())], cells)
-
-
-def plot(rows, path):
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    for norm, label in NORMS.items():
-        points = sorted((r['batch_size'], r['final_test_accuracy']) for r in rows if r['norm'] == norm)
-        if points:
-            ax.plot(*zip(*points), 'o-', label=label)
-    ax.set(xscale='log', xlabel='batch size', ylabel='final test accuracy',
-           title=f'MLP, {EPOCHS} epochs at every batch size')
-    ax.set_xticks(BATCH_SIZES, [str(b) for b in BATCH_SIZES])
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def main():

@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 
 import numpy as np
 
@@ -124,6 +125,9 @@ def comma_separated(choices=None, kind=str):
 
 
 def markdown_table(header, rows):
-    """A Markdown table from a header list and rows of cell lists."""
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    """A Markdown table from a header list and rows of cell lists. The separator's dashes follow each column's
+    longest cell (at most 40): pandoc gives the PDF's columns those relative widths."""
+    shown = lambda cell: re.sub(r'\]\([^)]*\)', ']', str(cell))  # a link's text, not its address  # noqa: E731
+    widths = [min(40, max(len(shown(cell)) for cell in column)) for column in zip(header, *rows)]
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + ''.join('-' * max(3, width) + '|' for width in widths)]
     return '\n'.join(lines + ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows])

@@ -51,11 +51,10 @@ def collect_rows():
 
 
 def table(rows):
-    return markdown_table(['configuration', 'seeds', 'final test accuracy: mean', 'standard deviation', 'lowest',
-                           'highest'],
-                          [[r['label'], ', '.join(map(str, r['seeds'])), f"{r['mean']:.4f}",
-                            '—' if r['std'] is None else f"{r['std']:.4f}", f"{r['low']:.4f}", f"{r['high']:.4f}"]
-                           for r in rows])
+    return markdown_table(['configuration', 'seeds', 'final test acc: mean ± std', 'lowest, highest'],
+                          [[r['label'], f"{r['seeds'][0]}-{r['seeds'][-1]}",
+                            f"{r['mean']:.4f}" + ('' if r['std'] is None else f" ± {r['std']:.4f}"),
+                            f"{r['low']:.4f}, {r['high']:.4f}"] for r in rows])
 
 
 def main():

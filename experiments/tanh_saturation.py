@@ -42,17 +42,21 @@ def saturation(pre):
 
 
 def plot_curves_side_by_side(path):
-    """The sweep's Tanh and ELU (default) runs in one figure: loss and test accuracy against step."""
+    """The sweep's Tanh and ELU (default) runs in one figure: loss and accuracy against step, one legend below both."""
     runs = {'ELU (default)': 'default', 'Tanh': 'tanh'}
     records = {label: load_record(os.path.join(RESULTS, 'mlp_sweep'), name) for label, name in runs.items()}
     if None in records.values():
         return
-    fig = Figure(figsize=(11, 4.8))
+    fig = Figure(figsize=(11, 4.6))
     ax_loss, ax_acc = fig.subplots(1, 2)
     for label, record in records.items():
         draw_curves(record, ax_loss, ax_acc, label=label)
+    handles, labels = ax_loss.get_legend_handles_labels()
+    for ax in (ax_loss, ax_acc):
+        ax.get_legend().remove()
+    fig.legend(handles, labels, loc='lower center', ncol=2, fontsize='small', frameon=False)
     fig.suptitle('The default MLP with ELU and with Tanh (seed 42)')
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
 
 

@@ -35,11 +35,11 @@ def test_sweep_table_gives_each_row_its_mean_and_judges_its_difference_against_t
                  base='default')]
     lines = mlp_sweep.table(rows).splitlines()
     assert len(lines) == 6
-    assert '| 0.5000 ± 0.0100 (3) |' in lines[2]
-    assert lines[3].endswith('| lr | — (diverged) |  |  |')
+    assert '| 0.5000 ± 0.0100 |' in lines[2]  # three seeds, as every row (else their count)
+    assert lines[3].endswith('| — diverged |  |  |')
     # +0.005 against a standard error of sqrt(0.01^2/3 + 0.01^2/3) = 0.0082: t = 0.61 with 4 degrees of freedom
-    assert lines[4].endswith('| +0.0050 vs default | within noise (p = 0.57) |')
-    assert lines[5].endswith('| +0.0500 vs default | effect (p < 0.01) |')  # t = 6.1
+    assert lines[4].endswith('| +0.0050 | noise, p = 0.57 |')
+    assert lines[5].endswith('| +0.0500 vs default | effect, p < 0.01 |')  # t = 6.1; a combination's base is named
     assert lines[5].startswith('| [combo_a](results/mlp_sweep/combo_a/history.json) |')
 
 

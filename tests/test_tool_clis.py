@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import OFFLINE, ROOT, assert_one_line_error
 
 
