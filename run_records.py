@@ -101,6 +101,7 @@ class RunRecord:
         self._bar.update()
         if step % LOG_EVERY == 0 or step % self.config['eval_freq'] == 0 or step == self.max_steps:
             self._read_pending()
+            self._mark = time.perf_counter()  # an evaluation right after this step is timed from here
 
     def _read_pending(self):
         for step, loss, accuracy in self._pending:

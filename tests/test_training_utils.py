@@ -186,3 +186,15 @@ def test_a_record_the_disk_refuses_never_claims_completion(tmp_path, monkeypatch
     record = json.loads((tmp_path / 'history.json').read_text())
     assert record['summary']['status'] == 'running' and record['test']['step'] == [2]  # the last record that fit
     assert sorted(os.listdir(tmp_path)) == ['.run.lock', 'history.json']  # no .tmp, no PNG
+
+
+def test_evaluation_time_is_the_evaluations_alone(tmp_path):
+    """time_s - eval_time_s is the training time the records report (training images per second)."""
+    import time
+
+    def slow_step(step):
+        time.sleep(0.01)  # training: 10 ms a step; the toy's evaluations take no time
+    run = run_toy([1.0] * 20, eval_freq=5, stop=slow_step)
+    summary = run.record['summary']
+    assert summary['time_s'] >= 0.2 and summary['eval_time_s'] < 0.05
+    assert summary['train_images_per_s'] == pytest.approx(20 * 4 / (summary['time_s'] - summary['eval_time_s']), rel=0.01)
