@@ -82,11 +82,12 @@ class MBConvBlock(nn.Module):
 class EfficientNetLite0(nn.Module):
     """Stem (3x3/2 convolution), 16 MBConv blocks in the seven STAGES, head (1x1 convolution to 1280 channels),
     global average pool, dropout and a linear classifier. `image_size`: inputs of another size are resized to
-    it first (bilinear); `frozen`: only the classifier learns, every BatchNorm keeps its statistics."""
+    it first (bilinear). Fixed parts keep their weights and BatchNorm statistics: with `frozen` everything but the
+    classifier (a linear probe); else the stem and the first `frozen_blocks` blocks, run without autograd."""
 
-    def __init__(self, n_classes=IMAGENET_CLASSES, image_size=None, same_padding=True, frozen=False):
+    def __init__(self, n_classes=IMAGENET_CLASSES, image_size=None, same_padding=True, frozen=False, frozen_blocks=0):
         super().__init__()
-        self.image_size, self.frozen = image_size, frozen
+        self.image_size, self.frozen, self.frozen_blocks = image_size, frozen, frozen_blocks
         self._conv_stem = conv(3, STEM_CHANNELS, 3, stride=2, same_padding=same_padding)
         self._bn0 = batch_norm(STEM_CHANNELS)
         blocks, c_in = [], STEM_CHANNELS
@@ -101,24 +102,33 @@ class EfficientNetLite0(nn.Module):
         self.train()  # frozen: the backbone in eval mode from the first step
 
     def new_head(self, n_classes):
-        """A fresh linear classifier (PyTorch's default initialisation); with frozen, the only part that learns."""
+        """A fresh linear classifier (PyTorch's default initialisation)."""
         self._fc = nn.Linear(HEAD_CHANNELS, n_classes)
-        for name, param in self.named_parameters():
-            param.requires_grad_(name.startswith('_fc.') or not self.frozen)
+        for part in self.fixed():
+            part.requires_grad_(False)
+
+    def fixed(self):
+        """The modules that keep their weights and statistics."""
+        if self.frozen:
+            return [self._conv_stem, self._bn0, self._blocks, self._conv_head, self._bn1]
+        return [self._conv_stem, self._bn0, *self._blocks[:self.frozen_blocks]] if self.frozen_blocks else []
 
     def train(self, mode=True):
         super().train(mode)
-        if self.frozen:  # the backbone stays in eval mode: fixed BatchNorm statistics
-            for backbone in (self._conv_stem, self._bn0, self._blocks, self._conv_head, self._bn1):
-                backbone.eval()
+        for part in self.fixed():  # fixed BatchNorm statistics
+            part.eval()
         return self
 
     def features(self, x):
         """x [batch, 3, H, W] -> pooled features [batch, 1280]."""
         if self.image_size and x.shape[-1] != self.image_size:  # e.g. CIFAR's 32x32 upsampled
             x = F.interpolate(x, size=self.image_size, mode='bilinear', align_corners=False)
-        x = F.relu6(self._bn0(self._conv_stem(x)))  # [batch, 32, H/2, W/2]
-        for block in self._blocks:
+        fixed = len(self._blocks) if self.frozen else self.frozen_blocks
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not fixed):  # no backward through fixed layers
+            x = F.relu6(self._bn0(self._conv_stem(x)))  # [batch, 32, H/2, W/2]
+            for block in self._blocks[:fixed]:
+                x = block(x)
+        for block in self._blocks[fixed:]:
             x = block(x)  # [batch, 320, H/32, W/32] after the last
         x = F.relu6(self._bn1(self._conv_head(x)))  # [batch, 1280, H/32, W/32]
         return x.mean((2, 3))

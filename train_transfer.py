@@ -78,7 +78,7 @@ def train(args, data=None):
                    eval_batch_size=EVAL_BATCH_SIZE) as run:
         np.random.seed(args.seed)
         torch.manual_seed(args.seed + rank)  # under torchrun DDP gives every process rank 0's first weights
-        model = EfficientNetLite0(image_size=args.image_size, frozen=args.freeze)
+        model = EfficientNetLite0(image_size=args.image_size, frozen=args.freeze, frozen_blocks=args.frozen_blocks)
         try:  # before any data is loaded: a missing or damaged file fails at once
             run.config['weights_sha256'] = None if args.weights == 'none' else load_weights(model, args.weights)
         except WeightsError as err:
@@ -135,13 +135,16 @@ def build_parser():
                         '(the same network from scratch: the control) or a path to a state_dict file of the network')
     add_switch(parser, 'freeze', 'linear probe: train only the new classifier (backbone and its BatchNorm fixed; '
                'without --augment, each image\'s features are computed once)')
+    parser.add_argument('--frozen_blocks', type=number(int, lambda n: 0 <= n <= 16, 'in 0..16'),
+                        help='keep the stem and the first N of the 16 blocks at their ImageNet weights and statistics '
+                             '(no backward through them: faster)')
     parser.add_argument('--image_size', type=number(int, lambda n: 32 <= n <= 1024, 'in 32..1024'),
                         help='upsample the 32x32 images to this many pixels a side inside the network')
     parser.add_argument('--normalization', choices=sorted(NORMALIZATION), help='per-channel pixel normalisation')
     add_run_flags(parser)
     add_torch_flags(parser, PRESETS)
     add_switch(parser, 'channels_last', 'channels_last memory layout (NHWC; NCHW when off)')
-    parser.set_defaults(image_size=96, normalization='tf', freeze=False, learning_rate=0.05, epochs=5,
+    parser.set_defaults(image_size=96, frozen_blocks=0, normalization='tf', freeze=False, learning_rate=0.05, epochs=5,
                         max_steps=None, batch_size=64, eval_freq=1000, optimizer='nesterov', weight_decay=5e-5,
                         scheduler='onecycle', label_smoothing=0.1, augment=True, tta=False, channels_last=True,
                         output_dir='runs/transfer')
