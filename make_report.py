@@ -120,6 +120,8 @@ def derived():
             if judged:
                 out[f"sweep_{row['name']}"].update(gain=judged[0], p=judged[2])
     out['sweep_modifications'] = sum(1 for row in rows if row['base'])  # every row but the default it starts from
+    tested = [judged for row in rows if (judged := mlp_sweep.effect_over_base(row, by_name)) and judged[2] is not None]
+    out['sweep_tested'], out['sweep_false_effects'] = len(tested), len(tested) * mlp_sweep.ALPHA
     recipe = load('mlp_convnet_recipe/history.json')
     if recipe:
         out['ln_10'] = math.log(10)
@@ -299,13 +301,13 @@ def table_mlp_vs_cnn():
 
 # Question 4 b: (record under docs/results/transfer/, what it is, the flags of its train_transfer.py command)
 TRANSFER = [
-    ('lite0_imagenet', 'ImageNet weights, fine-tuned whole (the default command)', ''),
-    ('lite0_scratch', 'the control: random weights, the same recipe', '--weights none'),
-    ('probe_64', 'linear probe: ImageNet backbone frozen, 64 px', '--freeze --no_augment --image_size 64 --epochs 10'),
-    ('probe_128', 'linear probe: ImageNet backbone frozen, 128 px', '--freeze --no_augment --image_size 128 --epochs 10'),
-    ('tried_64_2ep', 'tried: 64 px, 2 epochs', '--image_size 64 --epochs 2'),
-    ('tried_96_1ep', 'tried: 96 px, 1 epoch', '--epochs 1'),
-    ('tried_128_half', 'tried: 128 px, half an epoch', '--image_size 128 --epochs 0.5'),
+    ('lite0_imagenet', 'ImageNet weights, fine-tuned (the default command)', ''),
+    ('lite0_scratch', 'the control: random weights, the same command', '--weights none'),
+    ('probe_64', 'linear probe: the ImageNet backbone frozen, 64 px', '--freeze --no_augment --image_size 64 --epochs 10'),
+    ('probe_128', 'linear probe: the ImageNet backbone frozen, 128 px', '--freeze --no_augment --epochs 10'),
+    ('tried_128_fb5_1ep', 'tried: the default, 1 epoch', '--epochs 1'),
+    ('tried_96_fb5_1ep', 'tried: 96 px, 1 epoch', '--image_size 96 --epochs 1'),
+    ('tried_96_all_1ep', 'tried: 96 px, every layer trained, 1 epoch', '--image_size 96 --frozen_blocks 0 --epochs 1'),
 ]
 
 
@@ -387,7 +389,7 @@ def readme_results():
         result = f"{s['final_test_accuracy']:.4f} ({s['best_test_accuracy']:.4f})"
         if spread and spread['std'] is not None:
             result += f"; seeds {', '.join(map(str, spread['seeds']))}: {spread['mean']:.4f} ± {spread['std']:.4f}"
-        rows.append([f'{label} on {machine(record)}: final (best) test accuracy', result, f'`{command}`'])
+        rows.append([f'{label} on {machine(record)}: final (best) test accuracy, seed 42', result, f'`{command}`'])
     bench = load('bench_mlp_numpy_vs_pytorch.json')
     if bench:
         rows.append(['NumPy and PyTorch MLP default runs, training time (medians of alternating fresh processes)',

@@ -3,6 +3,7 @@
 run.failed(err)). Every file goes through a temporary name and os.replace: never half a file. A checkpoint holds
 run.state(), so a resumed run (run.restore) and its record cannot disagree."""
 import contextlib
+import errno
 import glob
 import json
 import math
@@ -151,12 +152,18 @@ class RunRecord:
 
     def failed(self, err):
         """An exception stopped training: the record is saved as 'failed'; returns the one-line error to raise."""
-        self._finish('failed', f'{type(err).__name__}: {err}')
-        again = f'with --resume (from step {self.checkpoint_step})' if self.checkpoint_step else 'again'
-        cure = f'; free some space or make it writable, then run the same command {again}' if isinstance(
-            err, OSError) else ''
-        return RunError(f"{self.config['name']}: run failed after step {self.summary()['steps']} ({self.error})"
-                        f"{f'; record saved in {self.output_dir}' if self.output_dir else ''}{cure}")
+        where = f'; record saved in {self.output_dir}' if self.output_dir else ''
+        try:
+            self._finish('failed', f'{type(err).__name__}: {err}')
+        except OSError as refused:  # the disk refuses the record too: the checkpoint still holds the run
+            where = f'; record not saved ({refused.strerror})'
+        cure = ''
+        if isinstance(err, OSError):  # the disk refused a file: say what to do, and only what works
+            again = f'with --resume (from step {self.checkpoint_step})' if self.checkpoint_step else 'again'
+            room = 'free some space' if err.errno in (errno.ENOSPC, errno.EDQUOT) else 'make it writable'
+            cure = f'; {room}, then run the same command {again}'
+        return RunError(f"{self.config['name']}: run failed after step {self.summary()['steps']} ({self.error}){where}"
+                        f'{cure}')
 
     def _finish(self, status, error):
         self._bar.close()

@@ -129,5 +129,5 @@ def markdown_table(header, rows):
     longest cell (at most 40): pandoc gives the PDF's columns those relative widths."""
     shown = lambda cell: re.sub(r'\]\([^)]*\)', ']', str(cell))  # a link's text, not its address  # noqa: E731
     widths = [min(40, max(len(shown(cell)) for cell in column)) for column in zip(header, *rows)]
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + ''.join('-' * max(3, width) + '|' for width in widths)]
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + ''.join('-' * (width + 2) + '|' for width in widths)]
     return '\n'.join(lines + ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows])

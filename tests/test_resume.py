@@ -86,7 +86,7 @@ def test_a_stopped_run_resumes_into_the_straight_run(script, how, exit_status, s
     stopped = stopped_run(script, RUNS[script][1], stop_at, how, [*flags, '--output_dir', str(tmp_path)])
     assert stopped.returncode == exit_status, stopped.stderr[-2000:]
     if how == 'disk full':
-        assert_one_line_error(stopped.stderr, 'No space left on device', 'then run the same command with --resume')
+        assert_one_line_error(stopped.stderr, 'No space left on device', 'free some space, then run the same command with --resume')
     assert read_record(tmp_path)['summary']['steps'] < straight['summary']['steps']
     resumed = run_script(script, [*flags, '--output_dir', str(tmp_path), '--resume'])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
