@@ -16,7 +16,6 @@ and figure in them is a placeholder filled from the JSON records under docs/resu
     {{image:FILE|CAPTION}}         a figure main() draws into docs/FILE, and CAPTION
 """
 import argparse
-import contextlib
 import functools
 import math
 import os
@@ -38,7 +37,7 @@ from convnet_pytorch import ConvNet
 from experiments import mlp_sweep, norm_batch_size, seeds, tanh_saturation
 from experiments.records import RESULTS, ROOT, BadRecord, load_json, markdown_table, spread
 from mlp_pytorch import MLP
-from run_records import plot_curves
+from run_records import atomic_write, plot_curves
 
 DOCS = os.path.join(ROOT, 'docs')
 TEMPLATE, REPORT = os.path.join(DOCS, 'report_template.md'), os.path.join(DOCS, 'report.md')
@@ -485,15 +484,8 @@ def float_table(match):
 
 def write_whole(path, content):
     """Write bytes (or text) to path through a temporary name: a full disk never leaves half a file."""
-    partial = f'{path}.{os.getpid()}.tmp'
-    try:
-        pathlib.Path(partial).write_bytes(content if isinstance(content, bytes) else content.encode())
-        os.replace(partial, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.remove(partial)
-        err.filename = path
-        raise
+    with atomic_write(path) as f:
+        f.write(content if isinstance(content, bytes) else content.encode())
 
 
 def last_name(text):
@@ -513,18 +505,10 @@ def build_zip(lastname):
     tracked = subprocess.run(['git', 'ls-files'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     os.makedirs(DIST, exist_ok=True)
     path = os.path.join(DIST, f'{lastname}_assignment1.zip')
-    partial = f'{path}.{os.getpid()}.tmp'
-    try:
-        with zipfile.ZipFile(partial, 'w', zipfile.ZIP_DEFLATED) as archive:
-            for name in sorted(set(tracked) | {os.path.relpath(PDF, ROOT)}):
-                if os.path.isfile(os.path.join(ROOT, name)):  # a tracked file deleted in the working tree is left out
-                    archive.write(os.path.join(ROOT, name), name)
-        os.replace(partial, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.remove(partial)
-        err.filename = path
-        raise
+    with atomic_write(path) as f, zipfile.ZipFile(f, 'w', zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(set(tracked) | {os.path.relpath(PDF, ROOT)}):
+            if os.path.isfile(os.path.join(ROOT, name)):  # a tracked file deleted in the working tree is left out
+                archive.write(os.path.join(ROOT, name), name)
     return os.path.relpath(path, ROOT)
 
 

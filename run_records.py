@@ -205,22 +205,28 @@ class RunRecord:
 
     @contextlib.contextmanager
     def writing(self, name):
-        """output_dir/name opened under a temporary name, moved onto it once the block has written it and
-        removed if the block fails: never half a file. An OSError names output_dir/name."""
-        path = os.path.join(self.output_dir, name)
-        partial = f'{path}.{os.getpid()}.tmp'
-        try:
-            with open(partial, 'wb') as f:
-                yield f
-            os.replace(partial, path)
-        except BaseException as err:
-            with contextlib.suppress(OSError):
-                os.remove(partial)
-            if isinstance(err, OSError):
-                err.filename = path
-            raise
+        """output_dir/name opened for writing, whole or not at all (atomic_write)."""
+        with atomic_write(os.path.join(self.output_dir, name)) as f:
+            yield f
         if name == self.checkpoint:
             self.checkpoint_step = self.step
+
+
+@contextlib.contextmanager
+def atomic_write(path):
+    """path opened for binary writing under a temporary name, moved onto it once the block has written it and
+    removed if the block fails: never half a file. An OSError names path."""
+    partial = f'{path}.{os.getpid()}.tmp'
+    try:
+        with open(partial, 'wb') as f:
+            yield f
+        os.replace(partial, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        if isinstance(err, OSError):
+            err.filename = path
+        raise
 
 
 def record_json(record):

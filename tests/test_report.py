@@ -217,9 +217,10 @@ def test_pdf_without_its_tools_is_refused_before_anything_is_written(monkeypatch
 def test_a_read_only_checkout_is_one_line(tmp_path, monkeypatch, capsys):
     import errno
 
-    def read_only(self, data):
-        raise OSError(errno.EROFS, 'Read-only file system')
-    monkeypatch.setattr(pathlib.Path, 'write_bytes', read_only)
+    def read_only(path, mode='r', *args, **kwargs):
+        raise OSError(errno.EROFS, 'Read-only file system', path)
+    import run_records
+    monkeypatch.setattr(run_records, 'open', read_only, raising=False)  # every whole write opens through it
     monkeypatch.setattr(make_report, 'REPORT', str(tmp_path / 'report.md'))
     monkeypatch.setattr(make_report, 'render', lambda *args, **kwargs: 'text')
     code, stderr = make_report_cli([], monkeypatch, capsys)
