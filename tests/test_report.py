@@ -221,9 +221,10 @@ def test_a_read_only_checkout_is_one_line(tmp_path, monkeypatch, capsys):
         raise OSError(errno.EROFS, 'Read-only file system', path)
     import run_records
     monkeypatch.setattr(run_records, 'open', read_only, raising=False)  # every whole write opens through it
-    monkeypatch.setattr(make_report, 'REPORT', str(tmp_path / 'report.md'))
+    for name in ('REPORT', 'BENCHMARKS', 'README'):  # the checkout's own files stay untouched even if this fails
+        monkeypatch.setattr(make_report, name, str(tmp_path / f'{name}.md'))
     monkeypatch.setattr(make_report, 'render', lambda *args, **kwargs: 'text')
     code, stderr = make_report_cli([], monkeypatch, capsys)
     assert code == 1
-    assert_one_line_error(stderr, f"cannot write '{tmp_path / 'report.md'}' (Read-only file system); make it writable")
+    assert_one_line_error(stderr, f"cannot write '{tmp_path / 'REPORT.md'}' (Read-only file system); make it writable")
     assert os.listdir(tmp_path) == []

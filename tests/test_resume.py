@@ -19,6 +19,8 @@ RUNS = {
                            '--ema_decay', '0.9', '--tta'], 'mlp_pytorch.MLP.forward'),
     'train_convnet_pytorch': (['--max_steps', '8', '--eval_freq', '2', '--batch_size', '4', '--augment',
                                '--scheduler', 'cosine'], 'convnet_pytorch.ConvNet.forward'),
+    'train_transfer': (['--max_steps', '8', '--eval_freq', '2', '--batch_size', '4', '--image_size', '32'],
+                       'efficientnet_lite0.EfficientNetLite0.forward'),  # the ImageNet weights, 5 blocks fixed
 }
 # a script run whose counted function stops the process at its n-th call: by a signal, or by a disk that is full
 STOPPED_RUN = '''
@@ -82,7 +84,7 @@ def straight_runs(tmp_path_factory):
     ('SIGINT', 130), ('SIGKILL', -9))] + [('train_mlp_numpy', 'disk full', 1)])
 def test_a_stopped_run_resumes_into_the_straight_run(script, how, exit_status, straight_runs, tmp_path):
     flags, straight = straight_runs[script]
-    stop_at = 6 if script == 'train_convnet_pytorch' else 25  # a call of the counted function between evaluations
+    stop_at = 6 if script in ('train_convnet_pytorch', 'train_transfer') else 25  # a call of the counted function between evaluations
     stopped = stopped_run(script, RUNS[script][1], stop_at, how, [*flags, '--output_dir', str(tmp_path)])
     assert stopped.returncode == exit_status, stopped.stderr[-2000:]
     if how == 'disk full':
