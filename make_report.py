@@ -174,6 +174,7 @@ def transfer_numbers():
         out['probe_padding_gain'] = cells[('imagenet', 'tf_same', 'tf')] - cells[('imagenet', 'symmetric', 'tf')]
         out['probe_normalization_gain'] = cells[('imagenet', 'tf_same', 'tf')] - cells[('imagenet', 'tf_same', 'imagenet')]
         out['probe_random'] = cells[('none', 'tf_same', 'tf')]
+        out['probe_best'] = cells[('imagenet', 'tf_same', 'tf')]
     return out
 
 
@@ -300,13 +301,12 @@ def table_mlp_vs_cnn():
 
 # Question 4 b: (record under docs/results/transfer/, what it is, the flags of its train_transfer.py command)
 TRANSFER = [
-    ('lite0_imagenet', 'ImageNet weights, fine-tuned (the default command)', ''),
-    ('lite0_scratch', 'the control: random weights, the same command', '--weights none'),
-    ('probe_64', 'linear probe: the ImageNet backbone frozen, 64 px', '--freeze --no_augment --image_size 64 --epochs 10'),
-    ('probe_128', 'linear probe: the ImageNet backbone frozen, 128 px', '--freeze --no_augment --epochs 10'),
+    ('lite0_imagenet', 'ImageNet weights (the default)', ''),
+    ('lite0_scratch', 'control: random weights', '--weights none'),
+    ('probe_64', 'linear probe, 64 px', '--freeze ... --image_size 64'),
+    ('probe_128', 'linear probe, 128 px', '--freeze ...'),
     ('tried_128_fb5_1ep', 'tried: the default, 1 epoch', '--epochs 1'),
     ('tried_96_fb5_1ep', 'tried: 96 px, 1 epoch', '--image_size 96 --epochs 1'),
-    ('tried_96_all_1ep', 'tried: 96 px, every layer trained, 1 epoch', '--image_size 96 --frozen_blocks 0 --epochs 1'),
 ]
 
 
@@ -319,8 +319,8 @@ def table_transfer():
             minutes = (s['time_s'] - s['eval_time_s'] + record['config'].get('features_s', 0)) / 60
             rows.append([label, f'`{flags}`' if flags else '(none)', f"{s['final_test_accuracy']:.4f}",
                          f'{minutes:.1f}', f"{s['train_images_per_s']:.0f}"])
-    return markdown_table(['run (seed 42)', 'flags beyond the defaults', 'final test acc',
-                           'training minutes (probes: with the features)', 'training images/s'], rows) if rows else MISSING
+    return markdown_table(['run', 'flags beyond the defaults', 'test acc', 'training min', 'images/s'],
+                          rows) if rows else MISSING
 
 
 def table_transfer_speed():
@@ -342,17 +342,6 @@ def table_transfer_profile():
         [[kind, f'{share:.0%}'] for kind, share in bench['profile']['shares'].items()])
 
 
-def table_transfer_probe():
-    probe = load('transfer_probe.json')
-    if probe is None:
-        return MISSING
-    cells = {(r['weights'], r['padding'], r['normalization']): r['probe_test_accuracy'] for r in probe['rows']}
-    return markdown_table(['weights', 'padding', 'ImageNet mean/std', '[-1, 1] (TensorFlow)'],
-                          [[weights, padding, *(f"{cells[(weights, padding, norm)]:.3f}" for norm in ('imagenet', 'tf'))]
-                           for weights in ('imagenet', 'none') for padding in ('tf_same', 'symmetric')
-                           if (weights, padding, 'tf') in cells])
-
-
 def table_experiment(module):
     rows = module.collect_rows()
     return module.table(rows) if rows else MISSING
@@ -370,7 +359,6 @@ TABLES = {
     'loading_parts': table_loading_parts,
     'convnet_layout': table_convnet_layout,
     'transfer': table_transfer,
-    'transfer_probe': table_transfer_probe,
     'transfer_speed': table_transfer_speed,
     'transfer_profile': table_transfer_profile,
 }
@@ -476,9 +464,10 @@ LONGTABLE = re.compile(r'\\begin\{longtable\}\[\]\{(?P<spec>.*?@\{\})\}\n(?:\\ca
 
 
 def float_table(match):
-    """pandoc's longtable (which may break across pages) as a floating table on one page, caption above."""
+    """pandoc's longtable (which may break across pages) as a floating table on one page, caption above, in a
+    small font as is usual for tables."""
     caption = f"\\caption{{{match['caption']}}}\n" if match['caption'] else ''
-    return (f"\\begin{{table}}[htbp]\n\\centering\n{caption}\\begin{{tabular}}{{{match['spec']}}}\n\\toprule\n"
+    return (f"\\begin{{table}}[htbp]\n\\centering\\small\n{caption}\\begin{{tabular}}{{{match['spec']}}}\n\\toprule\n"
             f"{match['head']}\\midrule\n{match['rows']}\\bottomrule\n\\end{{tabular}}\n\\end{{table}}")
 
 
