@@ -47,12 +47,16 @@ def torch_step(sizes, batch_size):
     model = TorchMLP(sizes[0], sizes[1:-1], sizes[-1])
     opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
     x, y = torch.randn(batch_size, sizes[0]), torch.randint(0, sizes[-1], (batch_size,))
+    return training_step_of(model, opt, x, y)
 
+
+def training_step_of(model, optimizer, x, y):
+    """A function that runs one training step of `model` (cross-entropy, backward, update) on the fixed batch."""
     def step():
         loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        optimizer.step()
     return step
 
 

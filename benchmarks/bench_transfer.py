@@ -12,6 +12,7 @@ import statistics
 
 import torch
 
+from benchmarks.bench_step_overhead import training_step_of
 from benchmarks.timing import alternate, benchmark_parser, publish, seconds_per_call
 from cli_utils import run_cli
 from efficientnet_lite0 import EfficientNetLite0, load_weights
@@ -34,13 +35,7 @@ def training_step(model, layout):
                                 nesterov=True)
     x = torch.randn(BATCH_SIZE, 3, 32, 32).contiguous(memory_format=layout)
     y = torch.randint(0, 10, (BATCH_SIZE,))
-
-    def step():
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
+    return training_step_of(model, optimizer, x, y)
 
 
 def evaluation(model, layout):

@@ -47,12 +47,13 @@ def test_linear_skips_input_gradient_when_asked(rng):
     np.testing.assert_allclose(layer.grads['weight'], dout.T @ x)
 
 
-def test_elu_gradient(rng):
-    # ELU (alpha = 1) has slope 1 on both sides of 0, so it is C1 and the 1e-7 bound holds;
-    # only a point within the finite-difference step of the kink would see an O(H) error from the jump in curvature
-    module = ELUModule()
-    x = rng.normal(size=(6, 8)) * 3
-    dout = rng.normal(size=(6, 8))
+# ELU (alpha = 1) has slope 1 on both sides of 0, so it is C1 and the 1e-7 bound holds; only a point within the
+# finite-difference step of the kink would see an O(H) error from the jump in curvature
+@pytest.mark.parametrize('module, shape, scale', [(ELUModule, (6, 8), 3), (SoftMaxModule, (5, 4), 2)])
+def test_elementwise_module_gradient(module, shape, scale, rng):
+    module = module()
+    x = rng.normal(size=shape) * scale
+    dout = rng.normal(size=shape)
     module.forward(x)
     dx = module.backward(dout)
     assert rel_error(dx, numerical_gradient(lambda: np.sum(module.forward(x) * dout), x)) < REL_TOL
@@ -61,15 +62,6 @@ def test_elu_gradient(rng):
 def test_elu_values():
     x = np.array([[-2.0, -1e-3, 0.0, 1e-3, 3.0]])
     np.testing.assert_allclose(ELUModule().forward(x), np.where(x >= 0, x, np.exp(x) - 1), rtol=1e-12, atol=1e-15)
-
-
-def test_softmax_gradient(rng):
-    module = SoftMaxModule()
-    x = rng.normal(size=(5, 4)) * 2
-    dout = rng.normal(size=(5, 4))
-    module.forward(x)
-    dx = module.backward(dout)
-    assert rel_error(dx, numerical_gradient(lambda: np.sum(module.forward(x) * dout), x)) < REL_TOL
 
 
 def test_cross_entropy_gradient(rng):
