@@ -126,8 +126,8 @@ def comma_separated(choices=None, kind=str):
 
 def markdown_table(header, rows):
     """A Markdown table from a header list and rows of cell lists. The separator's dashes follow each column's
-    longest cell (at most 40): pandoc gives the PDF's columns those relative widths."""
+    longest cell (7 to 40): pandoc gives the PDF's columns those relative widths (7: room for a short number)."""
     shown = lambda cell: re.sub(r'\]\([^)]*\)', ']', str(cell))  # a link's text, not its address  # noqa: E731
-    widths = [min(40, max(len(shown(cell)) for cell in column)) for column in zip(header, *rows)]
+    widths = [min(40, max(7, *(len(shown(cell)) for cell in column))) for column in zip(header, *rows)]
     lines = ['| ' + ' | '.join(header) + ' |', '|' + ''.join('-' * (width + 2) + '|' for width in widths)]
     return '\n'.join(lines + ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows])
