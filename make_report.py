@@ -301,11 +301,11 @@ def table_mlp_vs_cnn():
 
 # Question 4 b: (record under docs/results/transfer/, what it is, the flags of its train_transfer.py command)
 TRANSFER = [
-    ('lite0_imagenet', 'ImageNet weights (the default)', ''),
+    ('lite0_imagenet', 'ImageNet weights (default)', ''),
     ('lite0_scratch', 'control: random weights', '--weights none'),
     ('probe_64', 'linear probe, 64 px', '--freeze ... --image_size 64'),
     ('probe_128', 'linear probe, 128 px', '--freeze ...'),
-    ('tried_128_fb5_1ep', 'tried: the default, 1 epoch', '--epochs 1'),
+    ('tried_128_fb5_1ep', 'tried: default, 1 epoch', '--epochs 1'),
     ('tried_96_fb5_1ep', 'tried: 96 px, 1 epoch', '--image_size 96 --epochs 1'),
 ]
 
@@ -319,7 +319,7 @@ def table_transfer():
             minutes = (s['time_s'] - s['eval_time_s'] + record['config'].get('features_s', 0)) / 60
             rows.append([label, f'`{flags}`' if flags else '(none)', f"{s['final_test_accuracy']:.4f}",
                          f'{minutes:.1f}', f"{s['train_images_per_s']:.0f}"])
-    return markdown_table(['run', 'flags beyond the defaults', 'test acc', 'training min', 'images/s'],
+    return markdown_table(['run', 'flags beyond the defaults', 'test acc', 'minutes', 'images/s'],
                           rows) if rows else MISSING
 
 
