@@ -316,9 +316,9 @@ def table_transfer():
         record = load(os.path.join('transfer', name, 'history.json'))
         if record is not None:
             s = record['summary']
-            minutes = (s['time_s'] - s['eval_time_s'] + record['config'].get('features_s', 0)) / 60
+            seconds = s['time_s'] - s['eval_time_s'] + record['config'].get('features_s', 0)  # a probe's features too
             rows.append([label, f'`{flags}`' if flags else '(none)', f"{s['final_test_accuracy']:.4f}",
-                         f'{minutes:.1f}', f"{s['train_images_per_s']:.0f}"])
+                         f'{seconds / 60:.1f}', f"{s['steps'] * record['config']['batch_size'] / seconds:.0f}"])
     return markdown_table(['run', 'flags beyond the defaults', 'test acc', 'minutes', 'images/s'],
                           rows) if rows else MISSING
 
