@@ -224,6 +224,8 @@ RUNS = {  # headline runs: (label, command)
                                 'python train_transfer.py --output_dir runs/transfer/lite0_imagenet'),
     'transfer/lite0_scratch': ('EfficientNet-Lite0, the same recipe from random weights',
                                'python train_transfer.py --weights none --output_dir runs/transfer/lite0_scratch'),
+    'transfer/probe_128': ('EfficientNet-Lite0 ImageNet features, frozen: a linear probe at 128 px',
+                           'python train_transfer.py --freeze --no_augment --epochs 10 --output_dir runs/transfer/probe_128'),
     'convnet_preact_preset_best': ('ConvNet pre-activation, --preset best (60 epochs), earlier code',
                                    'python train_convnet_pytorch.py --preset best --output_dir runs/convnet_preact_preset_best'),
     'convnet_vgg_preset_best': ('ConvNet Table 1, --preset best --arch vgg (60 epochs), earlier code',
