@@ -41,7 +41,9 @@ def add_torch_flags(parser, presets):
     parser.add_argument('--warmup_steps', type=number(int, lambda n: n >= 0, 'an integer >= 0'), default=0,
                         help="linear learning-rate warm-up (onecycle's own is 30%% of the run)")
     parser.add_argument('--label_smoothing', type=fraction, default=0.0, help='label smoothing of the training loss')
-    add_switch(parser, 'augment', 'random crop (padding 4) and horizontal flip')
+    add_switch(parser, 'augment', 'random crop (padding --crop_padding) and horizontal flip')
+    parser.add_argument('--crop_padding', type=number(int, lambda n: 0 <= n <= 16, 'in 0..16'), default=4,
+                        help="zero padding of --augment's random crop; 0: horizontal flips only")
     parser.add_argument('--ema_decay', type=number(float, lambda x: 0 < x < 1, 'in (0, 1)'),
                         help='evaluate an exponential moving average of the weights with this decay per step')
     add_switch(parser, 'tta', 'also report test accuracy with flip test-time augmentation')
@@ -122,10 +124,11 @@ class TensorBatches:
     epoch's incomplete last batch is dropped), images passed through random_crop_flip if augment. Under
     torchrun every process draws the same order from a generator seeded alike, and takes its share of each."""
 
-    def __init__(self, images, labels, batch_size, augment, seed):
+    def __init__(self, images, labels, batch_size, augment, seed, padding=4):
         if batch_size > len(images):
             raise RunError(f'--batch_size {batch_size} is larger than the {len(images)} training images')
-        self.images, self.labels, self.batch_size, self.augment = images, labels, batch_size, augment
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.augment, self.padding = augment, padding
         self.generator = torch.Generator(images.device).manual_seed(seed) if WORLD_SIZE > 1 else None
         self.order, self.position = None, len(images)  # position: where the next batch starts in the order
 
@@ -136,7 +139,7 @@ class TensorBatches:
         idx = self.order[self.position:self.position + self.batch_size][RANK::WORLD_SIZE]
         self.position += self.batch_size
         x = self.images.index_select(0, idx)
-        return (random_crop_flip(x) if self.augment else x), self.labels.index_select(0, idx)
+        return (random_crop_flip(x, self.padding) if self.augment else x), self.labels.index_select(0, idx)
 
 
 def random_crop_flip(images, padding=4):

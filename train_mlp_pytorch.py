@@ -90,7 +90,7 @@ def train(args, data=None):
         max_steps = args.max_steps or math.ceil(args.epochs * len(train_y) / args.batch_size)
         optimizer, scheduler, ema = make_optimizer(args, model, max_steps)
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-        batches = TensorBatches(train_x, train_y, args.batch_size, args.augment, args.seed)
+        batches = TensorBatches(train_x, train_y, args.batch_size, args.augment, args.seed, args.crop_padding)
         if args.resume:
             load_checkpoint(run, cifar10.source, model, optimizer, scheduler, ema, batches)
         forward = data_parallel(model, device)

@@ -41,6 +41,17 @@ def test_random_crop_flip_gives_shifted_or_mirrored_crops():
     assert len(positions) > 1  # crops differ between images of one batch
 
 
+def test_crop_padding_0_only_mirrors():
+    """--crop_padding 0 (flips only): each image of a batch is itself or its mirror, about half mirrored."""
+    torch.manual_seed(0)
+    images = torch.randn(64, 3, 8, 8)
+    batches = TensorBatches(images, torch.arange(64), batch_size=64, augment=True, seed=0, padding=0)
+    x, y = batches.next()
+    same = [torch.equal(x[i], images[y[i]]) for i in range(64)]
+    mirrored = [torch.equal(x[i], images[y[i]].flip(-1)) for i in range(64)]
+    assert all(a or b for a, b in zip(same, mirrored)) and 16 < sum(mirrored) < 48
+
+
 def test_tensor_batches_cover_each_epoch_once():
     torch.manual_seed(0)
     images = torch.arange(10, dtype=torch.float32).view(10, 1)
