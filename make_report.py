@@ -291,13 +291,16 @@ MLP_VS_CNN = [('MLP 3072-100-10, its defaults', 'mlp_pytorch_default'),
 def table_mlp_vs_cnn():
     rows = []
     for label, run in MLP_VS_CNN:
-        record = load(os.path.join(run, 'history.json'))
+        record, spread = load(os.path.join(run, 'history.json')), derived().get(f'seeds_{run}')
         if record is not None:
             model = network_of(record)
-            rows.append([label, f"{record['summary']['final_test_accuracy']:.4f}", f'{n_parameters(model):,}',
-                         f'{macs_per_image(model) / 1e6:,.1f} M',
+            over_seeds = (f" ({spread['mean']:.4f} ± {spread['std']:.4f}, {len(spread['seeds'])})"
+                          if spread and spread['std'] is not None else '')
+            rows.append([label, f"{record['summary']['final_test_accuracy']:.4f}{over_seeds}",
+                         f'{n_parameters(model):,}', f'{macs_per_image(model) / 1e6:,.1f} M',
                          f"{record['summary']['steps'] * record['config']['batch_size'] / 50000:.1f}"])
-    return markdown_table(['network, recipe', 'final test acc', 'parameters', 'multiply-adds per image', 'epochs'],
+    return markdown_table(['network, recipe', 'final, seed 42 (mean ± std, seeds)', 'parameters', 'multiply-adds',
+                           'epochs'],
                           rows) if rows else MISSING
 
 
@@ -309,6 +312,8 @@ TRANSFER = [
     ('probe_128', 'linear probe, 128 px', '--freeze ...'),
     ('tried_128_fb5_1ep', 'tried: default, 1 epoch', '--epochs 1'),
     ('tried_96_fb5_1ep', 'tried: 96 px, 1 epoch', '--image_size 96 --epochs 1'),
+    ('tried_96_fb5_1ep_noaug', 'tried: same, no augmentation', '--image_size 96 --epochs 1 --no_augment'),
+    ('tried_128_fb5_4ep_flip', 'tried: default, flips only', '--crop_padding 0'),
 ]
 
 
