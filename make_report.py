@@ -233,18 +233,24 @@ RUNS = {  # headline runs: (label, command)
 }
 
 
+def over_seeds(run):
+    """A run's final test accuracy over its seeds, 'mean ± std (seeds)', or None where one seed ran."""
+    spread = derived().get(f'seeds_{run}')
+    if spread is None or spread['std'] is None:
+        return None
+    return f"{spread['mean']:.4f} ± {spread['std']:.4f} ({len(spread['seeds'])})"
+
+
 def table_runs(names):
     """Final and best test accuracy of headline runs, with their seed spread where measured."""
     rows = []
     for name in names:
-        record, spread = load(os.path.join(name, 'history.json')), derived().get(f'seeds_{name}')
+        record = load(os.path.join(name, 'history.json'))
         if record is None:
             continue
         s = record['summary']
-        over_seeds = (f"{spread['mean']:.4f} ± {spread['std']:.4f} ({len(spread['seeds'])})"
-                      if spread and spread['std'] is not None else '—')
         rows.append([RUNS[name][0], f"{s['final_test_accuracy']:.4f}", f"{s['best_test_accuracy']:.4f} ({s['best_step']})",
-                     over_seeds, s['steps']])
+                     over_seeds(name) or '—', s['steps']])
     return markdown_table(['run', 'final, seed 42', 'best (step)', 'final: mean ± std (seeds)', 'steps'],
                           rows) if rows else MISSING
 
@@ -291,15 +297,13 @@ MLP_VS_CNN = [('MLP 3072-100-10, its defaults', 'mlp_pytorch_default'),
 def table_mlp_vs_cnn():
     rows = []
     for label, run in MLP_VS_CNN:
-        record, spread = load(os.path.join(run, 'history.json')), derived().get(f'seeds_{run}')
+        record, spread = load(os.path.join(run, 'history.json')), over_seeds(run)
         if record is not None:
             model = network_of(record)
-            over_seeds = (f" ({spread['mean']:.4f} ± {spread['std']:.4f}, {len(spread['seeds'])})"
-                          if spread and spread['std'] is not None else '')
-            rows.append([label, f"{record['summary']['final_test_accuracy']:.4f}{over_seeds}",
+            rows.append([label, f"{record['summary']['final_test_accuracy']:.4f}" + (f'; {spread}' if spread else ''),
                          f'{n_parameters(model):,}', f'{macs_per_image(model) / 1e6:,.1f} M',
                          f"{record['summary']['steps'] * record['config']['batch_size'] / 50000:.1f}"])
-    return markdown_table(['network, recipe', 'final, seed 42 (mean ± std, seeds)', 'parameters', 'multiply-adds',
+    return markdown_table(['network, recipe', 'final, seed 42; mean ± std (seeds)', 'parameters', 'multiply-adds',
                            'epochs'],
                           rows) if rows else MISSING
 
