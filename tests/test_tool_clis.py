@@ -20,6 +20,7 @@ def run_module(module, args, env=None):
     ('experiments.mlp_sweep', ['--only', 'tanh,nosuch'], 'argument --only: unknown: nosuch'),
     ('benchmarks.bench_mlp_numpy_vs_pytorch', ['--repeats', '0'], 'argument --repeats: must be a positive integer'),
     ('benchmarks.bench_layernorm', ['--rounds', '0'], 'argument --rounds: must be a positive integer'),
+    ('benchmarks.bench_malloc', ['--rounds', '0'], 'argument --rounds: must be a positive integer'),
     ('benchmarks.bench_whole_run', ['--compare_with', '/nonexistent'], "'/nonexistent' is no checkout of this project"),
     ('benchmarks.bench_convnet_layout', ['--steps', '0'], 'argument --steps: must be a positive integer'),
     ('benchmarks.bench_layernorm', ['--json', '/proc/x/result.json'], "argument --json: cannot write '/proc/x"),

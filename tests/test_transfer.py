@@ -3,6 +3,7 @@ ImageNet weights loaded strictly, what they know (a linear probe on real data, w
 damaged and hostile weight files, freezing, and a fine-tuning run on tiny synthetic data."""
 import hashlib
 import os
+import sys
 
 import pytest
 import torch
@@ -102,6 +103,23 @@ def test_fine_tuning_runs_on_synthetic_data(fake_cifar_dir, tmp_path):
     assert record['summary']['status'] == 'completed' and record['test']['step'] == [3]
     assert read_record(tmp_path)['config']['weights_sha256'] == WEIGHTS_SHA256
     assert (tmp_path / 'best_model.pt').is_file()
+
+
+@pytest.mark.skipif(sys.platform != 'linux', reason='glibc reads MALLOC_* settings; the script sets them on Linux only')
+def test_the_script_restarts_itself_with_the_malloc_settings_unless_some_are_set(fake_cifar_dir, tmp_path, monkeypatch):
+    flags = ['--max_steps', '2', '--eval_freq', '2', '--batch_size', '4', '--image_size', '32', '--data_dir',
+             fake_cifar_dir, '--quiet']
+    for name in train_transfer.MALLOC_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    result = run_script('train_transfer', [*flags, '--output_dir', str(tmp_path / 'plain')])
+    record = read_record(tmp_path / 'plain')
+    assert result.returncode == 0 and record['summary']['steps'] == 2  # the flags survived the restart
+    assert record['environment']['malloc'] == train_transfer.MALLOC_SETTINGS
+    result = run_script('train_transfer', [*flags, '--output_dir', str(tmp_path / 'own')],
+                        env={'MALLOC_TRIM_THRESHOLD_': '131072'})  # a user's own setting: left as it is
+    assert result.returncode == 0
+    assert read_record(tmp_path / 'own')['environment']['malloc'] == {'MALLOC_MMAP_THRESHOLD_': None,
+                                                                       'MALLOC_TRIM_THRESHOLD_': '131072'}
 
 
 @pytest.mark.slow
