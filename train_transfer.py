@@ -42,12 +42,12 @@ from torch_training import (
 
 EVAL_BATCH_SIZE = 64  # the forward of 64 images runs about twice as fast per image as of 250 (bench_transfer)
 PIXEL_MAX = 255.0
-# Recorded configurations: flag values applied by --preset NAME (flags typed still win).
-# 'gpu' is untested until a GPU is lent: every layer trained, more epochs, at the resolution the weights were
-# trained at. The defaults fit a 2-core CPU (docs/benchmarks.md): 128 px, the first 5 blocks fixed, 4 epochs.
 # glibc hands every freed buffer above its mmap threshold back to the kernel, and the next step pays to fault a new
 # one in, page by page (docs/benchmarks.md: bench_malloc); with these the buffers stay in the process's heap.
 MALLOC_SETTINGS = {'MALLOC_MMAP_THRESHOLD_': str(2 ** 32), 'MALLOC_TRIM_THRESHOLD_': str(2 ** 32)}
+# Recorded configurations: flag values applied by --preset NAME (flags typed still win).
+# 'gpu' is untested until a GPU is lent: every layer trained, more epochs, at the resolution the weights were
+# trained at. The defaults fit a 2-core CPU (docs/benchmarks.md): 128 px, the first 5 blocks fixed, 4 epochs.
 PRESETS = {'gpu': dict(image_size=224, frozen_blocks=0, epochs=10, batch_size=128, learning_rate=0.05, eval_freq=1000)}
 
 
